@@ -1,0 +1,67 @@
+"""Attention rollout (Abnar & Zuidema, ACL 2020): products of residual-augmented head-mean attention.
+
+Pure numpy; see ``research/methods.md`` section 2.1 for the formula and reference values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:
+    """Return ``mean_attn`` as a float64 array after checking it is (L, n, n), finite and non-negative."""
+    arr = np.asarray(mean_attn, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
+        raise ValueError(f"{name} must have shape (L, n, n); got {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one layer and one token; got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative (post-softmax attention)")
+    return arr
+
+
+def residual_augment(mean_attn: np.ndarray) -> np.ndarray:
+    """Add the residual connection to each layer's head-mean attention and renormalise the rows.
+
+    ``Â_l = (Ā_l + I) / rowsum(Ā_l + I)``, which equals ``0.5·Ā_l + 0.5·I`` when the rows of ``Ā_l``
+    sum to 1 (the reference code's form, kept because it stays row-stochastic for any input).
+
+    Args:
+        mean_attn: (L, n, n) head-mean attention per layer; row = query, column = key.
+
+    Returns:
+        (L, n, n) residual-augmented attention; every row sums to 1.
+
+    Raises:
+        ValueError: if ``mean_attn`` is not (L, n, n), or has negative or non-finite entries.
+    """
+    arr = _check_layers(mean_attn)
+    aug = arr + np.eye(arr.shape[-1])  # (L, n, n)
+    # Rows sum to >= 1 because of the identity, so the division is always safe.
+    return aug / aug.sum(axis=-1, keepdims=True)
+
+
+def attention_rollout(mean_attn: np.ndarray) -> np.ndarray:
+    """Roll attention out through the layers: ``R_1 = Â_1``, ``R_l = Â_l · R_{l-1}``.
+
+    Row ``t`` of ``R_l`` is the relevance of every input token for position ``t`` after layer ``l``.
+    Cost O(L·n³).
+
+    Args:
+        mean_attn: (L, n, n) head-mean attention per layer (crop padding first).
+
+    Returns:
+        (L, n, n) rollout after every layer; ``[l]`` is the product up to layer ``l + 1``. Every row
+        of every layer sums to 1.
+
+    Raises:
+        ValueError: if ``mean_attn`` is not (L, n, n), or has negative or non-finite entries.
+    """
+    aug = residual_augment(mean_attn)  # (L, n, n)
+    out = np.empty_like(aug)
+    out[0] = aug[0]
+    for layer in range(1, aug.shape[0]):
+        out[layer] = aug[layer] @ out[layer - 1]  # (n, n)
+    return out

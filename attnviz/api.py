@@ -1,0 +1,165 @@
+"""Library entry points; the CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from attnviz.capture import capture_batch, resolve_max_length
+from attnviz.config import RenderOptions
+from attnviz.data import Example, SkippedRecord
+from attnviz.errors import InputError, OutputError
+from attnviz.inputs import InputSpec, read_inputs
+from attnviz.models import LoadedModel, load_model
+from attnviz.render import get_renderer
+from attnviz.render.base import Renderer
+from attnviz.report import analyze, expand_methods, needs_gradients
+from attnviz.summary import example_summary, run_summary, skipped_summary, versions
+from attnviz.tasks import get_task
+
+Progress = Callable[[int], None]
+
+
+def render_reports(
+    inputs: Sequence[str],
+    options: RenderOptions,
+    *,
+    stdin: BinaryIO | None = None,
+    loaded: LoadedModel | None = None,
+    on_progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
+
+    Each example's files are written as soon as it is processed; index and summary are written at the
+    end, also when a bad input stops the run (then with ``status: "failed"``) before the error is
+    raised again.
+
+    Args:
+        inputs: texts, file paths or ``-`` for stdin.
+        options: the run's options.
+        stdin: byte stream to read ``-`` from (default: the process's stdin).
+        loaded: an already loaded model (skips loading; used by tests and ``compare``).
+        on_progress: called with the number of examples finished after each batch.
+
+    Returns:
+        The summary document written to summary.json.
+
+    Raises:
+        InputError: bad input (exit 3), after writing what was done.
+        ModelError: the model could not be loaded or gives no attention (exit 4).
+        OutputError: the output folder cannot be written (exit 5).
+    """
+    started = time.perf_counter()
+    methods = expand_methods(options.methods)
+    renderers = [get_renderer(name) for name in options.formats]
+    if options.save_tensors:
+        renderers.append(get_renderer("tensors"))
+    loaded = loaded or load_model(options.model)
+    task = get_task(loaded.task)
+    spec = InputSpec(required=task.required_fields, line_field=task.line_field,
+                     field_map=dict(options.field_map), on_error=options.on_error, shard=options.shard)
+    out = _prepare_out(options.out_dir)
+    max_length = resolve_max_length(loaded, options.max_length)
+    run = run_info(loaded, options, methods, max_length, inputs)
+    gradients = needs_gradients(methods)
+    summaries: list[dict[str, Any]] = []
+    skipped: list[SkippedRecord] = []
+    status, error = "complete", None
+    model_seconds = 0.0
+    try:
+        for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
+            tick = time.perf_counter()
+            captures = capture_batch(loaded, batch, max_length=max_length,
+                                     max_new_tokens=options.max_new_tokens, gradients=gradients)
+            model_seconds += time.perf_counter() - tick
+            for capture in captures:
+                report = analyze(capture, methods, index=capture.example.index, word_merge=options.word_merge)
+                _write_example(renderers, report, out, run)
+                summaries.append(example_summary(report))
+            if on_progress is not None:
+                on_progress(len(summaries))
+    except InputError as err:
+        status, error = "failed", str(err)
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        summary = run_summary(
+            run, summaries, [skipped_summary(s) for s in skipped], status=status, error=error,
+            timing={"total_seconds": round(elapsed, 3), "model_seconds": round(model_seconds, 3)},
+        )
+        _write_run(renderers, summary, out)
+    return summary
+
+
+def run_info(loaded: LoadedModel, options: RenderOptions, methods: Sequence[str], max_length: int,
+             inputs: Sequence[str]) -> dict[str, Any]:
+    """Run metadata for summary.json: no timestamps or absolute paths, so identical runs compare equal."""
+    return {
+        "model": loaded.name,
+        "revision": loaded.revision,
+        "task": loaded.task,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "attnviz_version": versions()["attnviz"],
+        "versions": versions(),
+        "inputs": [arg if arg == "-" or Path(arg).is_file() else "<text>" for arg in inputs],
+        "options": {
+            "max_length": max_length,
+            "batch_size": options.batch_size,
+            "methods": list(methods),
+            "word_merge": options.word_merge,
+            "on_error": options.on_error,
+            "shard": f"{options.shard[0]}/{options.shard[1]}",
+            "max_new_tokens": options.max_new_tokens,
+        },
+    }
+
+
+def _batches(items: Iterable[Example | SkippedRecord], size: int,
+             skipped: list[SkippedRecord]) -> Iterator[list[Example]]:
+    """Group examples into batches; a bad record first flushes the examples read before it."""
+    batch: list[Example] = []
+    try:
+        for item in items:
+            if isinstance(item, SkippedRecord):
+                skipped.append(item)
+                continue
+            batch.append(item)
+            if len(batch) == size:
+                yield batch
+                batch = []
+    except InputError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+def _prepare_out(out: Path) -> Path:
+    try:
+        (out / "examples").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
+    return out
+
+
+def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any]) -> None:
+    from attnviz.render.png import draw_example
+
+    figures = draw_example(report) if any(r.needs_figures for r in renderers) else {}
+    try:
+        for renderer in renderers:
+            renderer.write_example(report, figures, out, run)
+    except OSError as err:
+        raise OutputError(f"cannot write report for '{report.capture.example.id}' in '{out}': {err}") from None
+
+
+def _write_run(renderers: Sequence[Renderer], summary: dict[str, Any], out: Path) -> None:
+    try:
+        for renderer in renderers:
+            renderer.write_run(summary, out)
+    except OSError as err:
+        raise OutputError(f"cannot write run files in '{out}': {err}") from None

@@ -1,0 +1,78 @@
+"""The typed options objects built once at the edge (CLI or library caller)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from attnviz.inputs import OnError
+
+Device = Literal["auto", "cpu", "cuda", "mps"]
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+WordMerge = Literal["sum", "mean", "max"]
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """How to load the model.
+
+    Attributes:
+        name: hub id or local folder; None means the bundled demo model.
+        revision: hub revision (branch, tag or commit).
+        device: ``auto`` picks cuda, then mps, then cpu.
+        dtype: ``auto`` keeps float32 on CPU and the checkpoint's dtype elsewhere.
+        trust_remote_code: allow code from the model repository (off unless asked).
+        task: task adapter name; None auto-detects from the architecture.
+    """
+
+    name: str | None = None
+    revision: str | None = None
+    device: Device = "auto"
+    dtype: DType = "auto"
+    trust_remote_code: bool = False
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Everything ``render`` needs besides the inputs.
+
+    Attributes:
+        model: model loading options.
+        out_dir: report folder.
+        max_length: truncate inputs to this many tokens (None: the tokenizer's limit, at most 512).
+        batch_size: examples per forward pass.
+        methods: analysis names (``all`` expands to every registered one).
+        formats: renderer names to write.
+        on_error: ``stop`` or ``skip`` bad input records.
+        save_tensors: also write ``examples/<id>.npz`` with the raw attention.
+        word_merge: how sub-word scores are merged into word scores.
+        field_map: canonical field → JSONL column.
+        shard: ``(index, count)`` slice of the input to process.
+        max_new_tokens: tokens to generate when a generative task has no target.
+        show_progress: draw a progress bar (only on a terminal).
+    """
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    out_dir: Path = Path("attnviz-report")
+    max_length: int | None = None
+    batch_size: int = 8
+    methods: tuple[str, ...] = ("attention", "heads")
+    formats: tuple[str, ...] = ("html", "png", "json")
+    on_error: OnError = "stop"
+    save_tensors: bool = False
+    word_merge: WordMerge = "sum"
+    field_map: tuple[tuple[str, str], ...] = ()
+    shard: tuple[int, int] = (0, 1)
+    max_new_tokens: int = 20
+    show_progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError("max_length must be at least 2")
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            raise ValueError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")

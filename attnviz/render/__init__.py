@@ -1,0 +1,8 @@
+"""Renderers, found by name. Importing this package registers the built-ins."""
+
+from __future__ import annotations
+
+from attnviz.render import html, json, png  # noqa: F401  (registration)
+from attnviz.render.base import RENDERERS, Renderer, get_renderer, list_renderers, register_renderer
+
+__all__ = ["RENDERERS", "Renderer", "get_renderer", "list_renderers", "register_renderer"]

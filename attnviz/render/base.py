@@ -1,0 +1,53 @@
+"""The renderer interface and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from attnviz.registry import Registry
+from attnviz.report import ExampleReport
+
+
+class Renderer(Protocol):
+    """Writes one output format: per example as the run goes, then once for the whole run.
+
+    ``needs_figures`` asks the pipeline to draw the example's PNG figures (shared by png and html).
+    """
+
+    name: str
+    description: str
+    needs_figures: bool
+
+    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
+                      run: Mapping[str, Any]) -> None: ...
+
+    def write_run(self, summary: Mapping[str, Any], out: Path) -> None: ...
+
+
+RENDERERS: Registry[Renderer] = Registry("format")
+
+
+def register_renderer(renderer: Renderer) -> Renderer:
+    return RENDERERS.register(renderer.name)(renderer)
+
+
+def get_renderer(name: str) -> Renderer:
+    return RENDERERS.get(name)
+
+
+def list_renderers() -> list[str]:
+    return RENDERERS.names()
+
+
+def example_dir(out: Path, report: ExampleReport) -> Path:
+    return out / "examples" / report.page
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write atomically (temp file + rename) so an interrupted run never leaves half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,55 @@
+"""One colour scale shared by the HTML shading and the PNG heatmaps, so both agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+# Sequential palette (white → deep blue), sampled from ColorBrewer "Blues"; index 0 is zero importance.
+PALETTE: tuple[str, ...] = (
+    "#ffffff", "#f0f6fc", "#deebf7", "#c6dbef", "#9ecae1",
+    "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b",
+)
+CMAP_NAME = "attnviz_blues"
+
+
+def normalize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """Scale non-negative scores to [0, 1] by ``vmax`` (default: their maximum); negatives clip to 0."""
+    values = np.asarray(values, dtype=np.float64)
+    top = float(np.nanmax(values)) if vmax is None and values.size else float(vmax or 0.0)
+    if not np.isfinite(top) or top <= 0:
+        return np.zeros_like(values)
+    return np.clip(np.nan_to_num(values / top), 0.0, 1.0)
+
+
+def _rgb(hex_colour: str) -> np.ndarray:
+    return np.array([int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+
+
+_STOPS = np.stack([_rgb(c) for c in PALETTE])
+
+
+def hex_colour(level: float) -> str:
+    """Colour for a normalised level in [0, 1], linearly interpolated between palette stops."""
+    x = float(np.clip(level, 0.0, 1.0)) * (len(PALETTE) - 1)
+    low = int(np.floor(x))
+    high = min(low + 1, len(PALETTE) - 1)
+    rgb = _STOPS[low] + (_STOPS[high] - _STOPS[low]) * (x - low)
+    return "#" + "".join(f"{int(round(c)):02x}" for c in rgb)
+
+
+def text_colour(level: float) -> str:
+    """Dark text on light cells, white on dark ones."""
+    return "#ffffff" if level > 0.55 else "#111111"
+
+
+def colour_list(levels: Sequence[float]) -> list[str]:
+    return [hex_colour(v) for v in levels]
+
+
+def matplotlib_cmap():  # type: ignore[no-untyped-def]
+    """The same palette as a matplotlib colormap (imported lazily)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(CMAP_NAME, list(PALETTE))

@@ -1,0 +1,58 @@
+"""summary.json (versioned schema) and, with ``--save-tensors``, ``examples/<id>.npz``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from attnviz.render.base import register_renderer, write_text
+from attnviz.report import ExampleReport
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+class JsonRenderer:
+    name = "json"
+    description = "summary.json: run metadata, per-example tokens, prediction, scores and head diagnostics"
+    needs_figures = False
+
+    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
+                      run: Mapping[str, Any]) -> None:
+        """Everything per example goes into summary.json at the end of the run."""
+
+    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
+        write_text(out / "summary.json", dumps(summary))
+
+
+class TensorRenderer:
+    name = "tensors"
+    description = "examples/<id>.npz: raw attention (layers, heads, n, n) per attention kind, with tokens"
+    needs_figures = False
+
+    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
+                      run: Mapping[str, Any]) -> None:
+        capture = report.capture
+        arrays: dict[str, np.ndarray] = {}
+        for att in capture.attentions.values():
+            arrays[f"attention_{att.kind}"] = att.weights
+            if att.grads is not None:
+                arrays[f"gradient_{att.kind}"] = att.grads
+        for name, seq in capture.sequences.items():
+            arrays[f"tokens_{name}"] = np.array(seq.tokens, dtype=str)
+            arrays[f"special_{name}"] = seq.special_mask
+        path = out / "examples" / f"{report.page}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **arrays)
+
+    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
+        """Tensors are per example only."""
+
+
+register_renderer(JsonRenderer())
+register_renderer(TensorRenderer())

@@ -1,0 +1,112 @@
+"""Run the chosen analyses on a capture and bundle the results into an :class:`ExampleReport`."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from attnviz.analysis import AnalysisContext, AnalysisResult, HeadMetric, TokenScores, get_analysis, list_analyses
+from attnviz.data import Capture, TokenSeq
+from attnviz.tokens import merge_to_words
+
+
+@dataclass(frozen=True)
+class ExampleReport:
+    """One example's capture with every analysis result; what renderers draw.
+
+    Attributes:
+        index: position in the run's input stream (0-based, across shards).
+        page: file stem for ``examples/<page>.html`` and ``examples/<page>/``.
+        capture: the captured attention and prediction.
+        results: analysis name → result, in the order they ran.
+        word_merge: how sub-word scores were merged into words (``sum``, ``mean``, ``max``).
+    """
+
+    index: int
+    page: str
+    capture: Capture
+    results: Mapping[str, AnalysisResult]
+    word_merge: str = "sum"
+
+    @property
+    def token_scores(self) -> list[TokenScores]:
+        return [ts for result in self.results.values() for ts in result.token_scores]
+
+    @property
+    def head_metrics(self) -> list[HeadMetric]:
+        return [m for result in self.results.values() for m in result.head_metrics]
+
+    def head_metric(self, name: str, attention: str) -> HeadMetric | None:
+        for metric in self.head_metrics:
+            if metric.name == name and metric.attention == attention:
+                return metric
+        return None
+
+    def word_scores(self, scores: TokenScores, stage: int | None = None) -> np.ndarray:
+        """(w,) word scores of a method at a stage (default stage), merged by ``word_merge``."""
+        return merge_to_words(scores.at(stage), self.capture.sequences[scores.sequence], self.word_merge)
+
+    def top_words(self, scores: TokenScores, k: int = 3) -> list[tuple[str, float]]:
+        """The k highest-scoring words (special tokens excluded), ties broken by position."""
+        seq: TokenSeq = self.capture.sequences[scores.sequence]
+        values = self.word_scores(scores)
+        order = sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
+        return [(seq.words[i], float(values[i])) for i in order]
+
+
+def expand_methods(names: Sequence[str]) -> list[str]:
+    """``all`` → every registered analysis; otherwise validate each name (unknown → listed error)."""
+    if "all" in names:
+        return list_analyses()
+    for name in names:
+        get_analysis(name)
+    return list(dict.fromkeys(names))
+
+
+def needs_gradients(methods: Sequence[str]) -> bool:
+    return any(get_analysis(name).needs_gradients for name in methods)
+
+
+def analyze(
+    capture: Capture, methods: Sequence[str], *, index: int, word_merge: str = "sum",
+    options: Mapping[str, Any] | None = None,
+) -> ExampleReport:
+    """Run analyses in order (dependencies first) and bundle them with the capture."""
+    results: dict[str, AnalysisResult] = {}
+    for name in _ordered(methods):
+        context = AnalysisContext(previous=dict(results), options=options or {})
+        results[name] = get_analysis(name).run(capture, context)
+    return ExampleReport(index=index, page=page_name(capture.example.id), capture=capture,
+                         results=results, word_merge=word_merge)
+
+
+def _ordered(methods: Sequence[str]) -> list[str]:
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        for dep in get_analysis(name).requires:
+            visit(dep)
+        ordered.append(name)
+
+    for name in methods:
+        visit(name)
+    return ordered
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def page_name(example_id: str) -> str:
+    """A file-system-safe, deterministic page name for an example id (a hash keeps it unique)."""
+    safe = _UNSAFE.sub("-", example_id).strip("-.")[:60]
+    if safe == example_id and safe:
+        return safe
+    digest = hashlib.sha1(example_id.encode("utf-8")).hexdigest()[:8]
+    return f"{safe}-{digest}" if safe else digest

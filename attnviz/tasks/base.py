@@ -1,0 +1,223 @@
+"""The task adapter interface and the tokenisation helpers adapters share.
+
+An adapter says what the input is (fields), how to run the model (one or more forward passes), which
+attention tensors come back and which tokens they index, what was predicted, and which rows explain it.
+Everything here runs inside the capture stage and may use torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from attnviz.data import Example, ExplainedRows, Prediction, TokenSeq
+
+
+@dataclass
+class Stream:
+    """One tokenised sequence of a batch (padded), with what is needed to cut each row to real tokens.
+
+    Attributes:
+        input_ids: (B, n) token ids.
+        mask: (B, n) 1 for real tokens, 0 for padding (left or right).
+        texts: per example, the texts indexed by sequence id.
+        encoding: the tokenizer's BatchEncoding (word ids, sequence ids, offsets).
+        truncated: per example, whether ``--max-length`` cut it.
+        original_lengths: per example, token count before truncation.
+    """
+
+    input_ids: Any
+    mask: Any
+    texts: list[tuple[str, ...]]
+    encoding: Any
+    truncated: list[bool]
+    original_lengths: list[int]
+
+    def keep(self, b: int) -> np.ndarray:
+        """Positions of real tokens of example ``b`` (whatever the padding side)."""
+        return np.flatnonzero(self.mask[b].detach().cpu().numpy())
+
+
+@dataclass
+class Batch:
+    """A prepared batch: examples, their streams, and extras the adapter needs later."""
+
+    examples: list[Example]
+    streams: dict[str, Stream]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Forward:
+    """Raw results of the model call(s).
+
+    Attributes:
+        attentions: attention kind → tuple of L tensors (B, H, q, k) as the model returned them.
+        outputs: the model outputs the adapter reads predictions from.
+    """
+
+    attentions: dict[str, Any]
+    outputs: Any
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """Where an attention kind's queries and keys come from (stream names), and whether it is causal."""
+
+    query: str
+    key: str
+    causal: bool = False
+
+
+class TaskAdapter(ABC):
+    """One task: classify, encode, qa, lm, seq2seq."""
+
+    name: str
+    description: str
+    required_fields: tuple[str, ...] = ("text",)
+    line_field: str = "text"
+
+    @abstractmethod
+    def matches(self, architecture: str, config: Any) -> bool:
+        """Whether this task fits a model with this architecture class name."""
+
+    @abstractmethod
+    def load(self, name: str, **kwargs: Any) -> Any:
+        """Load the model class this task needs."""
+
+    def prepare_tokenizer(self, tokenizer: Any, model: Any) -> None:
+        """Adjust the tokenizer for batching (e.g. give GPT-2 a pad token)."""
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if getattr(model.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+
+    @abstractmethod
+    def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
+        """Attention kinds captured for example ``b`` and the streams their queries/keys index."""
+
+    @abstractmethod
+    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
+        """Tokenise (and, for generative tasks, generate) a batch."""
+
+    @abstractmethod
+    def forward(self, model: Any, batch: Batch) -> Forward:
+        """Run the model with attention output."""
+
+    @abstractmethod
+    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+        """(B,) differentiable score each explanation is about (the predicted class logit by default)."""
+
+    @abstractmethod
+    def interpret(
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+    ) -> tuple[Prediction, ExplainedRows]:
+        """Prediction and explained rows of example ``b`` (positions in cut, real-token coordinates)."""
+
+
+def expected_layers(config: Any, kind: str) -> int | None:
+    """How many layers the config says an attention kind has (None when it does not say)."""
+    names = {
+        "encoder": ("encoder_layers", "num_layers", "num_hidden_layers"),
+        "decoder": ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"),
+        "cross": ("decoder_layers", "num_decoder_layers", "num_layers", "num_hidden_layers"),
+    }.get(kind, ("num_hidden_layers", "n_layer", "num_layers"))
+    for attr in names:
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def encode_stream(
+    tokenizer: Any,
+    texts: Sequence[str],
+    pairs: Sequence[str | None] | None,
+    max_length: int,
+    device: str,
+) -> Stream:
+    """Tokenise texts (and optional second texts) with padding, truncation and offsets.
+
+    The length before truncation is measured first so truncation can be reported.
+    """
+    has_pairs = pairs is not None and any(p is not None for p in pairs)
+    firsts = list(texts)
+    seconds = [p or "" for p in pairs] if has_pairs and pairs is not None else None
+    full = tokenizer(firsts, seconds, truncation=False, verbose=False)["input_ids"]
+    enc = tokenizer(
+        firsts,
+        seconds,
+        truncation=True,
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+        return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+        return_special_tokens_mask=True,
+    )
+    lengths = [len(ids) for ids in full]
+    kept = enc["attention_mask"].sum(dim=1).tolist()
+    text_tuples = [(t,) if seconds is None else (t, s) for t, s in zip(firsts, seconds or firsts)]
+    return Stream(
+        input_ids=enc["input_ids"].to(device),
+        mask=enc["attention_mask"].to(device),
+        texts=text_tuples,
+        encoding=enc,
+        truncated=[orig > k for orig, k in zip(lengths, kept)],
+        original_lengths=lengths,
+    )
+
+
+def stream_inputs(stream: Stream, model: Any, prefix: str = "") -> dict[str, Any]:
+    """Model keyword arguments for a stream; left padding gets explicit position ids.
+
+    Without them a left-padded decoder would number positions from the padding, and a batched
+    example would differ from the same example run alone.
+    """
+    import inspect
+
+    inputs = {f"{prefix}input_ids": stream.input_ids, f"{prefix}attention_mask": stream.mask}
+    enc = stream.encoding
+    if "token_type_ids" in enc and not prefix:
+        inputs["token_type_ids"] = enc["token_type_ids"].to(stream.input_ids.device)
+    left_padded = bool((stream.mask[:, 0] == 0).any())
+    if left_padded and not prefix and "position_ids" in inspect.signature(model.forward).parameters:
+        inputs["position_ids"] = (stream.mask.long().cumsum(-1) - 1).clamp(min=0)
+    return inputs
+
+
+def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
+    """The real-token view of example ``b`` of a stream."""
+    from attnviz.tokens import build_token_seq
+
+    keep = stream.keep(b)
+    enc = stream.encoding
+    ids = stream.input_ids[b].detach().cpu().tolist()
+    pieces = tokenizer.convert_ids_to_tokens([ids[i] for i in keep])
+    special_mask = enc["special_tokens_mask"][b].tolist()
+    if getattr(tokenizer, "is_fast", False):
+        seq_ids = enc.sequence_ids(b)
+        word_ids = enc.word_ids(b)
+        offsets = [tuple(o) for o in enc["offset_mapping"][b].tolist()]
+        special = [special_mask[i] == 1 or seq_ids[i] is None for i in keep]
+        return build_token_seq(
+            pieces,
+            special,
+            [None if special[j] else seq_ids[i] for j, i in enumerate(keep)],
+            [word_ids[i] for i in keep],
+            [offsets[i] for i in keep],
+            stream.texts[b],
+        )
+    special = [special_mask[i] == 1 for i in keep]
+    return build_token_seq(
+        pieces, special, [None if s else 0 for s in special], [None] * len(keep), [], stream.texts[b]
+    )
+
+
+def one_hot_rows(label: str, position: int, n: int, attention: str) -> ExplainedRows:
+    weights = np.zeros((1, n))
+    weights[0, position] = 1.0
+    return ExplainedRows(labels=(label,), weights=weights, attention=attention)

@@ -1,0 +1,85 @@
+"""Base and sentence encoders: mean-pooled embeddings; with ``text_pair``, their cosine similarity."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
+
+PAIR = "pair"
+
+
+def mean_pool(hidden: Any, mask: Any) -> Any:
+    """(B, n, D), (B, n) → (B, D): mask-weighted mean, as sentence-transformers pools."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+class EncodeTask(TaskAdapter):
+    name = "encode"
+    description = "sentence encoder: mean-pooled embedding (pair: cosine similarity); explained row = mean of rows"
+
+    def matches(self, architecture: str, config: Any) -> bool:
+        return architecture.endswith(("Model", "ForMaskedLM", "ForPreTraining"))
+
+    def load(self, name: str, **kwargs: Any) -> Any:
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(name, **kwargs)
+
+    def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
+        layout = {"self": AttentionLayout(INPUT, INPUT)}
+        if batch.extras["has_pair"][b]:
+            layout[PAIR] = AttentionLayout(PAIR, PAIR)
+        return layout
+
+    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
+        tok = loaded.tokenizer
+        streams = {INPUT: encode_stream(tok, [ex.fields["text"] for ex in examples], None, max_length, loaded.device)}
+        pairs = [ex.get("text_pair") for ex in examples]
+        if any(p is not None for p in pairs):
+            # Bi-encoder: the second text is encoded on its own; a missing one repeats the first.
+            second = [p if p is not None else ex.fields["text"] for p, ex in zip(pairs, examples)]
+            streams[PAIR] = encode_stream(tok, second, None, max_length, loaded.device)
+        return Batch(examples=list(examples), streams=streams, extras={"has_pair": [p is not None for p in pairs]})
+
+    def forward(self, model: Any, batch: Batch) -> Forward:
+        out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
+        pooled = {INPUT: mean_pool(out.last_hidden_state, batch.streams[INPUT].mask)}
+        attentions = {"self": out.attentions}
+        if PAIR in batch.streams:
+            out2 = model(**stream_inputs(batch.streams[PAIR], model), output_attentions=True)
+            pooled[PAIR] = mean_pool(out2.last_hidden_state, batch.streams[PAIR].mask)
+            attentions[PAIR] = out2.attentions
+        return Forward(attentions=attentions, outputs=pooled)
+
+    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+        import torch
+
+        first = forward.outputs[INPUT]
+        if PAIR in forward.outputs:
+            return torch.nn.functional.cosine_similarity(first, forward.outputs[PAIR], dim=-1)
+        return first.norm(dim=-1)
+
+    def interpret(
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+    ) -> tuple[Prediction, ExplainedRows]:
+        n = len(sequences[INPUT])
+        rows = ExplainedRows(labels=("mean of all tokens (mean pooling)",), weights=np.full((1, n), 1.0 / n),
+                             attention="self")
+        first = forward.outputs[INPUT][b].detach().float().cpu()
+        dim = int(first.shape[-1])
+        if batch.extras["has_pair"][b]:
+            import torch
+
+            second = forward.outputs[PAIR][b].detach().float().cpu()
+            cos = float(torch.nn.functional.cosine_similarity(first, second, dim=0))
+            return Prediction(text=f"cosine similarity {cos:.3f}", score=cos,
+                              details={"embedding_dim": dim}), rows
+        norm = float(first.norm())
+        return Prediction(text=f"{dim}-d embedding, norm {norm:.3f}", score=None,
+                          details={"embedding_dim": dim, "embedding_norm": norm}), rows

@@ -1,0 +1,113 @@
+"""Turn one row of a tokenizer's batch encoding into a :class:`TokenSeq` of real tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from attnviz.data import TokenSeq
+
+
+def build_token_seq(
+    pieces: Sequence[str],
+    special: Sequence[bool],
+    sequence_ids: Sequence[int | None],
+    word_ids: Sequence[int | None],
+    offsets: Sequence[tuple[int, int]],
+    texts: Sequence[str],
+) -> TokenSeq:
+    """Build the token view of one sequence (already cut to real tokens).
+
+    Words are runs of consecutive tokens that the tokenizer gives the same ``(sequence id, word id)``;
+    a word's text is the span of the original text its tokens cover. Without word ids (slow
+    tokenizers) every token is its own word.
+
+    Args:
+        pieces: (n,) tokenizer token strings.
+        special: (n,) special-token flags.
+        sequence_ids: (n,) which input text each token came from (0, 1) or None for special tokens.
+        word_ids: (n,) tokenizer word index within its text, or None.
+        offsets: (n,) character span of each token in its text ((0, 0) for special tokens).
+        texts: the input texts, indexed by sequence id.
+    """
+    n = len(pieces)
+    display: list[str] = []
+    token_word: list[int | None] = []
+    words: list[str] = []
+    spans: list[tuple[int, int, int]] = []  # (sequence id, start, end) of each word
+    last_key: tuple[int, int] | None = None
+    for i in range(n):
+        seq = sequence_ids[i]
+        start, end = offsets[i] if offsets else (0, 0)
+        covered = texts[seq][start:end] if seq is not None and end > start else ""
+        display.append(covered if covered.strip() else pieces[i])
+        if special[i] or seq is None:
+            token_word.append(None)
+            last_key = None
+            continue
+        wid = word_ids[i] if word_ids[i] is not None else -1 - i
+        key = (seq, wid)
+        if key != last_key:
+            spans.append((seq, start, end))
+            words.append("")
+        else:
+            s, w_start, _ = spans[-1]
+            spans[-1] = (s, w_start, end)
+        last_key = key
+        token_word.append(len(spans) - 1)
+    for w, (seq, start, end) in enumerate(spans):
+        text = texts[seq][start:end].strip()
+        words[w] = text if text else "".join(
+            display[i] for i in range(n) if token_word[i] == w
+        )
+    return TokenSeq(
+        tokens=tuple(display),
+        pieces=tuple(pieces),
+        special=tuple(bool(s) for s in special),
+        word_ids=tuple(token_word),
+        words=tuple(words),
+        segments=_segments(sequence_ids),
+        offsets=tuple((int(a), int(b)) for a, b in offsets) if offsets else (),
+    )
+
+
+def _segments(sequence_ids: Sequence[int | None]) -> tuple[int, ...]:
+    # Special tokens belong to the segment they close ([SEP] after text 0 is 0), [CLS] to the first.
+    out: list[int] = []
+    current = 0
+    for seq in sequence_ids:
+        if seq is not None:
+            current = seq
+        out.append(current)
+    return tuple(out)
+
+
+def merge_to_words(scores: np.ndarray, seq: TokenSeq, how: str = "sum") -> np.ndarray:
+    """Merge token scores into word scores along the last axis.
+
+    Args:
+        scores: (..., n) per-token scores.
+        seq: the token sequence the scores index.
+        how: ``sum`` (mass received by a word; the default for attention), ``mean`` or ``max``.
+
+    Returns:
+        (..., w) per-word scores; special tokens are left out (report their mass separately).
+    """
+    if how not in ("sum", "mean", "max"):
+        raise ValueError(f"unknown word merge '{how}'; valid: sum, mean, max")
+    out = np.zeros(scores.shape[:-1] + (len(seq.words),), dtype=np.float64)
+    if how == "max":
+        out.fill(-np.inf)
+    counts = np.zeros(len(seq.words))
+    for i, w in enumerate(seq.word_ids):
+        if w is None:
+            continue
+        counts[w] += 1
+        if how == "max":
+            out[..., w] = np.maximum(out[..., w], scores[..., i])
+        else:
+            out[..., w] += scores[..., i]
+    if how == "mean":
+        out /= np.maximum(counts, 1)
+    return out
