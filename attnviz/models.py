@@ -91,6 +91,8 @@ def load_model(options: ModelOptions) -> LoadedModel:
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    if _looks_like_path(name) and not Path(name).expanduser().exists():
+        raise ModelError(f"could not load model '{shown}': no such folder")
     try:
         config = AutoConfig.from_pretrained(name, **common)
     except (OSError, ValueError, KeyError) as err:
@@ -116,6 +118,11 @@ def load_model(options: ModelOptions) -> LoadedModel:
         device=device,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
     )
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "name" or "owner/name"; anything else with a separator is meant as a folder.
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
 
 
 def _first_line(err: BaseException) -> str:

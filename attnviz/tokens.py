@@ -19,9 +19,9 @@ def build_token_seq(
 ) -> TokenSeq:
     """Build the token view of one sequence (already cut to real tokens).
 
-    Words are runs of consecutive tokens that the tokenizer gives the same ``(sequence id, word id)``;
-    a word's text is the span of the original text its tokens cover. Without word ids (slow
-    tokenizers) every token is its own word.
+    Words are runs of consecutive tokens that the tokenizer gives the same ``(sequence id, word id)``
+    and that no whitespace separates; a word's text is the span of the original text its tokens cover.
+    Without word ids or offsets (slow tokenizers) every token is its own word.
 
     Args:
         pieces: (n,) tokenizer token strings.
@@ -37,6 +37,7 @@ def build_token_seq(
     words: list[str] = []
     spans: list[tuple[int, int, int]] = []  # (sequence id, start, end) of each word
     last_key: tuple[int, int] | None = None
+    previous_end = -1
     for i in range(n):
         seq = sequence_ids[i]
         start, end = offsets[i] if offsets else (0, 0)
@@ -48,13 +49,14 @@ def build_token_seq(
             continue
         wid = word_ids[i] if word_ids[i] is not None else -1 - i
         key = (seq, wid)
-        if key != last_key:
+        if key != last_key or _starts_word(texts[seq], start, end, previous_end):
             spans.append((seq, start, end))
             words.append("")
         else:
             s, w_start, _ = spans[-1]
             spans[-1] = (s, w_start, end)
         last_key = key
+        previous_end = end
         token_word.append(len(spans) - 1)
     for w, (seq, start, end) in enumerate(spans):
         text = texts[seq][start:end].strip()
@@ -70,6 +72,18 @@ def build_token_seq(
         segments=_segments(sequence_ids),
         offsets=tuple((int(a), int(b)) for a, b in offsets) if offsets else (),
     )
+
+
+def _starts_word(text: str, start: int, end: int, previous_end: int) -> bool:
+    """Whitespace before a token starts a new word, whatever the word ids say.
+
+    SentencePiece-style fast tokenizers (Llama) give one word id to a whole text; their offsets still
+    show where the spaces are. A space covered by the previous token (a lone ``Ġ``/``▁``) already
+    started the word.
+    """
+    if end <= start:
+        return False
+    return text[start].isspace() or (start > 0 and start != previous_end and text[start - 1].isspace())
 
 
 def _segments(sequence_ids: Sequence[int | None]) -> tuple[int, ...]:

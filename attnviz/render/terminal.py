@@ -1,0 +1,51 @@
+"""Terminal output with rich: a progress bar on a TTY and a short summary table after a run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+MAX_ROWS = 20
+
+
+@contextmanager
+def progress_bar(console: Console, label: str) -> Iterator[Callable[[int], None]]:
+    """Yield a callback taking the number of examples done; silent when stderr is not a terminal."""
+    if not console.is_terminal:
+        yield lambda done: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> None:
+    """A table of the first examples (prediction, top words), then truncation and skipped-line notes."""
+    run = summary["run"]
+    table = Table(title=f"{run['model']} · {run['task']}", title_justify="left")
+    for column in ("id", "prediction", "gold", "top words", "entropy"):
+        table.add_column(column, overflow="fold")
+    for ex in summary["examples"][:MAX_ROWS]:
+        first = next(iter(ex["scores"].values()), None)
+        top = ", ".join(w for w, _ in first["top_words"]) if first else ""
+        gold = ex["label"] if ex["label"] is not None else ""
+        table.add_row(Text(ex["id"]), Text(ex["prediction"]["text"]), Text(gold), Text(top),
+                      "" if ex["mean_entropy"] is None else f"{ex['mean_entropy']:.2f}")
+    console.print(table)
+    hidden = len(summary["examples"]) - MAX_ROWS
+    if hidden > 0:
+        console.print(f"… and {hidden} more examples (see the index)")
+    truncated = [ex["id"] for ex in summary["examples"] if ex["truncated"]]
+    if truncated:
+        console.print(Text(f"{len(truncated)} truncated at {run['options']['max_length']} tokens "
+                           f"(--max-length): {', '.join(truncated[:10])}", style="yellow"))
+    for skipped in summary["skipped"]:
+        console.print(Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"))
+    console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"))

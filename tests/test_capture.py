@@ -1,0 +1,155 @@
+"""Capture: attention of every layer/head, cut to real tokens; batched equals one-at-a-time; clear errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from attnviz.capture import capture_batch, resolve_max_length
+from attnviz.data import Example
+from attnviz.errors import ModelError
+
+TEXTS = [
+    "The cat sat quietly on the warm windowsill.",
+    "Rainy.",
+    "I really loved this movie, the acting was wonderful and the music unbelievably good.",
+]
+
+
+def examples(texts: list[str], pairs: list[str | None] | None = None) -> list[Example]:
+    out = []
+    for i, text in enumerate(texts):
+        fields = {"text": text}
+        if pairs and pairs[i]:
+            fields["text_pair"] = pairs[i]
+        out.append(Example(id=f"e{i}", source=f"test:{i + 1}", fields=fields, index=i))
+    return out
+
+
+CASES = [
+    ("bert-classifier", "right"),
+    ("distilbert-classifier", "right"),
+    ("roberta-classifier", "right"),
+    ("gpt2-classifier", "right"),
+    ("gpt2-classifier", "left"),
+    ("bert-base", "right"),
+]
+
+
+@pytest.mark.parametrize(("kind", "side"), CASES)
+def test_rows_sum_to_one_over_real_tokens(tiny_loaded: Callable, kind: str, side: str) -> None:
+    loaded = tiny_loaded(kind, side)
+    for cap in capture_batch(loaded, examples(TEXTS), max_length=64):
+        att = cap.main
+        n = len(cap.sequences["input"])
+        assert att.weights.shape == (2, 4, n, n)
+        np.testing.assert_allclose(att.weights.sum(axis=-1), 1.0, atol=1e-5)
+        assert att.weights.dtype == np.float32
+
+
+@pytest.mark.parametrize(("kind", "side"), CASES)
+def test_batched_equals_one_at_a_time(tiny_loaded: Callable, kind: str, side: str) -> None:
+    loaded = tiny_loaded(kind, side)
+    batched = capture_batch(loaded, examples(TEXTS), max_length=64)
+    for i, cap in enumerate(batched):
+        alone = capture_batch(loaded, examples(TEXTS)[i : i + 1], max_length=64)[0]
+        assert cap.sequences["input"].tokens == alone.sequences["input"].tokens
+        np.testing.assert_allclose(cap.main.weights, alone.main.weights, atol=1e-5)
+        assert cap.prediction.text == alone.prediction.text
+        assert cap.prediction.score == pytest.approx(alone.prediction.score, abs=1e-5)
+
+
+def test_explained_row_is_first_token_for_bert_and_last_for_gpt2(tiny_loaded: Callable) -> None:
+    bert = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64)
+    for cap in bert:
+        assert cap.explained.weights[0, 0] == 1.0
+        assert cap.explained.labels == ("first token '[CLS]'",)
+    for side in ("left", "right"):
+        gpt = capture_batch(tiny_loaded("gpt2-classifier", side), examples(TEXTS[:2]), max_length=64)
+        for cap in gpt:
+            n = len(cap.sequences["input"])
+            assert cap.explained.weights[0, n - 1] == 1.0
+            assert cap.main.causal
+            # causal: nothing above the diagonal
+            assert np.allclose(np.triu(cap.main.weights[0, 0], k=1), 0.0)
+
+
+def test_classifier_prediction_uses_config_labels(tiny_loaded: Callable) -> None:
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64)[0]
+    assert set(cap.prediction.probabilities) == {"negative", "positive"}
+    assert cap.prediction.text == max(cap.prediction.probabilities, key=cap.prediction.probabilities.get)
+    assert sum(cap.prediction.probabilities.values()) == pytest.approx(1.0)
+
+
+def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
+    loaded = tiny_loaded("bert-base")
+    single, pair = capture_batch(loaded, examples(TEXTS[:2], [None, "Rainy."]), max_length=64)
+    n = len(single.sequences["input"])
+    np.testing.assert_allclose(single.explained.weights, np.full((1, n), 1 / n))
+    assert set(single.attentions) == {"self"}
+    assert set(pair.attentions) == {"self", "pair"}
+    assert pair.prediction.score == pytest.approx(1.0, abs=1e-5)  # identical texts
+
+
+def test_pairs_are_segmented(tiny_loaded: Callable) -> None:
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64)[0]
+    seq = cap.sequences["input"]
+    assert seq.segments[0] == 0 and seq.segments[-1] == 1
+    assert seq.words == ("the", "cat", "sat", "the", "dog", "ran")
+    assert sum(seq.special) == 3
+
+
+def test_truncation_is_reported(tiny_loaded: Callable) -> None:
+    loaded = tiny_loaded("bert-classifier")
+    long_text, short = TEXTS[2], TEXTS[1]
+    capped = capture_batch(loaded, examples([long_text, short]), max_length=8)
+    assert capped[0].truncated and capped[0].original_length > 8
+    assert len(capped[0].sequences["input"]) == 8
+    assert not capped[1].truncated
+
+
+def test_default_max_length_respects_model_limits(tiny_loaded: Callable) -> None:
+    loaded = tiny_loaded("bert-classifier")
+    assert resolve_max_length(loaded, None) == 128  # tiny models have 128 positions
+    assert resolve_max_length(loaded, 16) == 16
+
+
+def test_sdpa_without_weights_is_a_model_error(tiny_path: Callable) -> None:
+    from attnviz.config import ModelOptions
+    from attnviz.models import load_model
+
+    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
+    loaded.model.set_attn_implementation("sdpa")
+    try:
+        with pytest.raises(ModelError, match="returned no self attention weights .*'sdpa'"):
+            capture_batch(loaded, examples(TEXTS[:1]), max_length=32)
+    finally:
+        loaded.model.set_attn_implementation("eager")
+
+
+def test_wrong_layer_count_is_a_model_error(tiny_path: Callable) -> None:
+    from attnviz.config import ModelOptions
+    from attnviz.models import load_model
+
+    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
+    loaded.model.config.num_hidden_layers = 5
+    with pytest.raises(ModelError, match="attention for 2 layers but its config has 5"):
+        capture_batch(loaded, examples(TEXTS[:1]), max_length=32)
+
+
+def test_gradients_are_captured_when_asked(tiny_loaded: Callable) -> None:
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64, gradients=True)[0]
+    assert cap.main.grads is not None and cap.main.grads.shape == cap.main.weights.shape
+    assert np.abs(cap.main.grads).sum() > 0
+
+
+def test_capture_is_frozen(tiny_loaded: Callable) -> None:
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64)[0]
+    with pytest.raises(AttributeError):
+        cap.task = "other"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="expected"):
+        replace(cap, sequences={"input": cap.sequences["input"]}, attentions={
+            "self": replace(cap.main, weights=cap.main.weights[:, :, :2, :2])})

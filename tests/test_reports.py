@@ -1,0 +1,151 @@
+"""A whole run on a tiny model: HTML parsed for structure, escaping and no remote loads; PNGs; summary.json."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bs4 import BeautifulSoup
+from PIL import Image
+
+from attnviz.api import render_reports
+from attnviz.config import RenderOptions
+from attnviz.report import page_name
+
+HOSTILE = ['<script>alert(1)</script> was great', '"><img src=x onerror=alert(1)> awful']
+
+
+@pytest.fixture(scope="module")
+def run(tiny_loaded: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    data = tmp_path_factory.mktemp("in") / "reviews.jsonl"
+    rows = [{"id": f"r{i}", "text": t, "label": "positive" if i == 0 else "negative", "stars": i}
+            for i, t in enumerate(HOSTILE)]
+    rows.append({"id": "long one", "text": " ".join(["word"] * 80), "label": "positive"})
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("out")
+    options = RenderOptions(out_dir=out, max_length=32, batch_size=2, save_tensors=True)
+    summary = render_reports([str(data)], options, loaded=tiny_loaded("bert-classifier"))
+    return out, summary
+
+
+def soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+def all_pages(out: Path) -> list[Path]:
+    return [out / "index.html", *sorted((out / "examples").glob("*.html"))]
+
+
+def test_files_written(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    assert summary["status"] == "complete" and summary["counts"] == {"examples": 3, "skipped": 0, "truncated": 1}
+    for ex in summary["examples"]:
+        assert (out / ex["page"]).is_file()
+    assert (out / "examples" / f"{page_name('long one')}.npz").is_file()
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8")) == summary
+
+
+def test_hostile_tokens_are_text_everywhere(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    for path in all_pages(out):
+        page = soup(path)
+        scripts = page.find_all("script")
+        # only our inline script and the JSON data block; no script came from a token
+        assert all(s.get("type") in (None, "application/json") for s in scripts)
+        assert not any("alert(1)" in (s.string or "") for s in scripts if s.get("type") is None)
+        assert page.find("img", src="x") is None
+        assert not [t for t in page.find_all(True) if any(a.startswith("on") for a in t.attrs)]
+    page = soup(out / "examples" / "r0.html")
+    shown = " ".join(t.get_text() for t in page.select(".words-view .tok"))
+    assert "<" in shown and "script" in shown  # the markup is visible as text
+
+
+def test_no_remote_urls_and_csp(run: tuple[Path, dict[str, Any]]) -> None:
+    out, _ = run
+    for path in all_pages(out):
+        page = soup(path)
+        csp = page.find("meta", attrs={"http-equiv": "Content-Security-Policy"})
+        assert csp is not None and "default-src 'none'" in csp["content"]
+        for tag in page.find_all(src=True):
+            assert tag["src"].startswith("data:image/png;base64,")
+        for tag in page.find_all(href=True):
+            assert "://" not in tag["href"] and not tag["href"].startswith("//")
+        assert page.find("link") is None
+
+
+def test_example_page_structure(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    page = soup(out / "examples" / "r0.html")
+    assert page.find("h1").get_text() == "r0"
+    assert page.select_one(".pred").get_text() == summary["examples"][0]["prediction"]["text"]
+    heat = page.select_one('table.heat[data-kind="self"]')
+    n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
+    assert len(heat.select("tbody tr")) == n
+    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"]["input"]["tokens"]
+    row_sums = [sum(int(td.get_text()) for td in tr.select("td")) for tr in heat.select("tbody tr")]
+    assert all(95 <= s <= 105 for s in row_sums)  # cells are rounded percentages
+    assert len(page.select("details img.fig")) >= 2  # one head grid per layer
+    metric_tables = page.select("table.heat.metric")
+    assert len(metric_tables) == 2 and len(metric_tables[0].select("tbody tr")) == 2
+    data = json.loads(page.find("script", id="attnviz-data").string)
+    assert data["methods"][0]["method"] == "attention"
+    assert len(data["attentions"][0]["weights"]) == 2  # layers
+
+
+def test_truncation_stated_on_page(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    long_entry = next(e for e in summary["examples"] if e["id"] == "long one")
+    assert long_entry["truncated"] and long_entry["original_length"] == 82
+    warn = soup(out / long_entry["page"]).select_one(".warn")
+    assert warn is not None and "82 tokens" in warn.get_text() and "32" in warn.get_text()
+
+
+def test_index_lists_every_example(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    page = soup(out / "index.html")
+    rows = page.select("table#examples tbody tr")
+    assert [r.select_one("a").get_text() for r in rows] == [e["id"] for e in summary["examples"]]
+    assert [r.select_one("a")["href"] for r in rows] == [e["page"] for e in summary["examples"]]
+    assert page.select_one("table#examples th[data-type=num]") is not None  # sortable numeric columns
+
+
+def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> None:
+    out, summary = run
+    folder = out / "examples" / "r0"
+    names = sorted(p.name for p in folder.glob("*.png"))
+    assert names == sorted(["heads_self_layer1.png", "heads_self_layer2.png", "mean_self.png", "entropy_self.png",
+                            "special_share_self.png", "scores_attention.png"])
+    for name in names:
+        image = Image.open(io.BytesIO((folder / name).read_bytes()))
+        image.load()
+        assert image.format == "PNG" and image.width >= 300 and image.height >= 150
+    n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
+    cell = 2.2 if n <= 16 else 3.0  # inches per head tile; 4 heads in one row, 100 dpi
+    assert Image.open(folder / "heads_self_layer1.png").size == (round(100 * (4 * cell + 2.4)), round(100 * (cell + 1.6)))
+
+
+def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:
+    _, summary = run
+    ex = summary["examples"][0]
+    assert summary["schema_version"] == "1.0"
+    assert summary["run"]["task"] == "classify" and summary["run"]["options"]["max_length"] == 32
+    assert set(ex["heads"]["self"]) == {"entropy", "special_share"}
+    assert len(ex["heads"]["self"]["entropy"]) == 2 and len(ex["heads"]["self"]["entropy"][0]) == 4
+    assert ex["scores"]["attention"]["stage"] == "layer 2"
+    assert len(ex["scores"]["attention"]["tokens"]) == len(ex["sequences"]["input"]["tokens"])
+    assert ex["prediction"]["correct"] == (ex["prediction"]["text"] == "positive")
+    assert "timing" in summary and "total_seconds" in summary["timing"]
+
+
+def test_npz_holds_raw_attention(run: tuple[Path, dict[str, Any]]) -> None:
+    import numpy as np
+
+    out, summary = run
+    data = np.load(out / "examples" / "r0.npz")
+    n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
+    assert data["attention_self"].shape == (2, 4, n, n)
+    assert list(data["tokens_input"]) == summary["examples"][0]["sequences"]["input"]["tokens"]
