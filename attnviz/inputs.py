@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -86,7 +87,9 @@ def read_inputs(
             yield item
 
 
-def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) -> Iterator[Example | SkippedRecord]:
+def _read_one(
+    arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None
+) -> Iterator[Example | SkippedRecord]:
     if arg == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         yield from _read_lines(stream, "<stdin>", "stdin", spec)
@@ -104,7 +107,7 @@ def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) ->
     if "\n" not in arg and " " not in arg and arg.endswith(FILE_SUFFIXES):
         raise InputError(arg, "file not found")
     source = f"<argument {arg_no}>"
-    yield _handle_build(lambda: _example({spec.line_field: arg}, source, f"text-{arg_no}", spec), spec)
+    yield _handle_build(partial(_example, {spec.line_field: arg}, source, f"text-{arg_no}", spec), spec)
 
 
 def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | InputError]]:
@@ -114,10 +117,13 @@ def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | Inp
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
-            yield source, InputError(
+            yield (
                 source,
-                f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
-                "re-encode the file as UTF-8",
+                InputError(
+                    source,
+                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                    "re-encode the file as UTF-8",
+                ),
             )
             continue
         if line_no == 1:
@@ -125,13 +131,15 @@ def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | Inp
         yield source, text.rstrip("\r\n")
 
 
-def _read_lines(stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec) -> Iterator[Example | SkippedRecord]:
+def _read_lines(
+    stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec
+) -> Iterator[Example | SkippedRecord]:
     for source, text in _decoded_lines(stream, name):
         if isinstance(text, InputError):
             yield _handle(text, spec)
         elif text.strip():
             line_id = f"{id_prefix}:{source.rsplit(':', 1)[1]}"
-            yield _handle_build(lambda: _example({spec.line_field: text}, source, line_id, spec), spec)
+            yield _handle_build(partial(_example, {spec.line_field: text}, source, line_id, spec), spec)
 
 
 def _read_jsonl(stream: BinaryIO, name: str, spec: InputSpec) -> Iterator[Example | SkippedRecord]:
@@ -141,7 +149,7 @@ def _read_jsonl(stream: BinaryIO, name: str, spec: InputSpec) -> Iterator[Exampl
             yield _handle(text, spec)
         elif text.strip():
             line_id = f"{stem}:{source.rsplit(':', 1)[1]}"
-            yield _handle_build(lambda: _from_json(text, source, line_id, spec), spec)
+            yield _handle_build(partial(_from_json, text, source, line_id, spec), spec)
 
 
 def _handle(problem: InputError, spec: InputSpec) -> SkippedRecord:

@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.analysis import AnalysisContext, AnalysisResult, HeadMetric, TokenScores, get_analysis, list_analyses
+from attnviz.analysis import (
+    AnalysisContext,
+    AnalysisResult,
+    HeadMetric,
+    TokenScores,
+    get_analysis,
+    list_analyses,
+)
 from attnviz.data import Capture, TokenSeq
 from attnviz.tokens import merge_to_words
 
@@ -73,7 +80,11 @@ def needs_gradients(methods: Sequence[str]) -> bool:
 
 
 def analyze(
-    capture: Capture, methods: Sequence[str], *, index: int, word_merge: str = "sum",
+    capture: Capture,
+    methods: Sequence[str],
+    *,
+    index: int,
+    word_merge: str = "sum",
     options: Mapping[str, Any] | None = None,
 ) -> ExampleReport:
     """Run analyses in order (dependencies first) and bundle them with the capture."""
@@ -81,8 +92,13 @@ def analyze(
     for name in _ordered(methods):
         context = AnalysisContext(previous=dict(results), options=options or {})
         results[name] = get_analysis(name).run(capture, context)
-    return ExampleReport(index=index, page=page_name(capture.example.id), capture=capture,
-                         results=results, word_merge=word_merge)
+    return ExampleReport(
+        index=index,
+        page=page_name(capture.example.id),
+        capture=capture,
+        results=results,
+        word_merge=word_merge,
+    )
 
 
 def _ordered(methods: Sequence[str]) -> list[str]:

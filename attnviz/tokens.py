@@ -60,9 +60,7 @@ def build_token_seq(
         token_word.append(len(spans) - 1)
     for w, (seq, start, end) in enumerate(spans):
         text = texts[seq][start:end].strip()
-        words[w] = text if text else "".join(
-            display[i] for i in range(n) if token_word[i] == w
-        )
+        words[w] = text if text else "".join(display[i] for i in range(n) if token_word[i] == w)
     return TokenSeq(
         tokens=tuple(display),
         pieces=tuple(pieces),

@@ -74,8 +74,10 @@ def fit(x: torch.Tensor, y: torch.Tensor, l2: float, standardize: bool) -> tuple
         (C, D) weights and (C,) bias in raw-embedding space, float64.
     """
     x = x.double()
-    mu = x.mean(0) if standardize else torch.zeros(x.shape[1], dtype=torch.float64)
-    sd = x.std(0, unbiased=False).clamp(min=1e-12) if standardize else torch.ones(x.shape[1], dtype=torch.float64)
+    mu = torch.zeros(x.shape[1], dtype=torch.float64)
+    sd = torch.ones(x.shape[1], dtype=torch.float64)
+    if standardize:
+        mu, sd = x.mean(0), x.std(0, unbiased=False).clamp(min=1e-12)
     x = (x - mu) / sd
     w = torch.zeros(len(LABELS), x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
@@ -207,8 +209,8 @@ def main() -> None:
             "l2_grid": L2_GRID,
             "standardize_grid": STANDARDIZE,
             "cv_folds": FOLDS,
-            "cv": [{"standardize": std, "l2": l2, "accuracy": cv[std, l2][0], "log_loss": round_sig(cv[std, l2][1])}
-                   for std, l2 in grid],
+            "cv": [{"standardize": std, "l2": l2, "accuracy": cv[std, l2][0],
+                    "log_loss": round_sig(cv[std, l2][1])} for std, l2 in grid],
             "selection": "(standardize, l2) with the highest stratified 5-fold CV accuracy on train, ties to "
                          "lower CV log-loss; test never used for choices",
             "seed": SEED,
@@ -247,7 +249,8 @@ def main() -> None:
     print(f"train accuracy {train_acc:.4f}  (log-loss {train_loss:.4f})")
     print(f"CV accuracy    {cv[best][0]:.4f}  ({FOLDS}-fold, train only; chosen L2 {best_l2:g}, "
           f"z-score {best_std})")
-    print(f"TEST accuracy  {test_acc:.4f}  (log-loss {test_loss:.4f}, held out; smallest |margin| {min_margin:.3g})")
+    print(f"TEST accuracy  {test_acc:.4f}  (log-loss {test_loss:.4f}, held out; "
+          f"smallest |margin| {min_margin:.3g})")
     print(f"wrote {args.out / HEAD_FILE}  (total {time.perf_counter() - t0:.1f}s)")
 
 

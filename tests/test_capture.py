@@ -95,7 +95,9 @@ def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
 
 
 def test_pairs_are_segmented(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64)[0]
+    cap = capture_batch(
+        tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64
+    )[0]
     seq = cap.sequences["input"]
     assert seq.segments[0] == 0 and seq.segments[-1] == 1
     assert seq.words == ("the", "cat", "sat", "the", "dog", "ran")
@@ -151,5 +153,8 @@ def test_capture_is_frozen(tiny_loaded: Callable) -> None:
     with pytest.raises(AttributeError):
         cap.task = "other"  # type: ignore[misc]
     with pytest.raises(ValueError, match="expected"):
-        replace(cap, sequences={"input": cap.sequences["input"]}, attentions={
-            "self": replace(cap.main, weights=cap.main.weights[:, :, :2, :2])})
+        replace(
+            cap,
+            sequences={"input": cap.sequences["input"]},
+            attentions={"self": replace(cap.main, weights=cap.main.weights[:, :, :2, :2])},
+        )

@@ -13,20 +13,28 @@ from attnviz.data import AttentionMap, Capture, Example, ExplainedRows, Predicti
 from attnviz.errors import UnknownNameError
 
 
-def make_capture(weights: np.ndarray, special: tuple[bool, ...], explained: np.ndarray, causal: bool = False) -> Capture:
+def make_capture(
+    weights: np.ndarray, special: tuple[bool, ...], explained: np.ndarray, causal: bool = False
+) -> Capture:
     n = weights.shape[-1]
     word_ids: list[int | None] = []
     for s in special:
         word_ids.append(None if s else sum(1 for w in word_ids if w is not None))
     seq = TokenSeq(
-        tokens=tuple(f"t{i}" for i in range(n)), pieces=tuple(f"t{i}" for i in range(n)), special=special,
-        word_ids=tuple(word_ids), words=tuple(f"t{i}" for i, s in enumerate(special) if not s), segments=(0,) * n,
+        tokens=tuple(f"t{i}" for i in range(n)),
+        pieces=tuple(f"t{i}" for i in range(n)),
+        special=special,
+        word_ids=tuple(word_ids),
+        words=tuple(f"t{i}" for i, s in enumerate(special) if not s),
+        segments=(0,) * n,
     )
     return Capture(
         example=Example(id="x", source="t:1", fields={"text": "x"}),
         task="classify",
         sequences={"input": seq},
-        attentions={"self": AttentionMap("self", weights.astype(np.float32), "input", "input", causal=causal)},
+        attentions={
+            "self": AttentionMap("self", weights.astype(np.float32), "input", "input", causal=causal)
+        },
         explained=ExplainedRows(tuple(f"row {i}" for i in range(len(explained))), explained, "self"),
         prediction=Prediction(text="x"),
     )

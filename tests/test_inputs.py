@@ -14,26 +14,37 @@ from attnviz.inputs import InputSpec, examples_only, parse_field_map, read_input
 
 
 def write_jsonl(path: Path, lines: list[object]) -> Path:
-    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8"
+    )
     return path
 
 
 def test_literal_text_and_stdin_and_txt(tmp_path: Path) -> None:
     txt = tmp_path / "lines.txt"
     txt.write_text("first line\n\n  \nsecond line\n", encoding="utf-8")
-    stdin = io.BytesIO("from stdin\nagain\n".encode())
+    stdin = io.BytesIO(b"from stdin\nagain\n")
     items = examples_only(read_inputs(["a literal text", "-", str(txt)], InputSpec(), stdin=stdin))
-    assert [e.fields["text"] for e in items] == ["a literal text", "from stdin", "again", "first line", "second line"]
+    assert [e.fields["text"] for e in items] == [
+        "a literal text",
+        "from stdin",
+        "again",
+        "first line",
+        "second line",
+    ]
     assert [e.id for e in items] == ["text-1", "stdin:1", "stdin:2", "lines:1", "lines:4"]
     assert items[4].source == f"{txt}:4"
     assert [e.index for e in items] == [0, 1, 2, 3, 4]
 
 
 def test_jsonl_fields_metadata_and_mapping(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "d.jsonl", [
-        {"id": "x1", "review": "good", "text_pair": "fine", "label": 1, "stars": 5},
-        {"review": "bad", "rationale": [[0, 3]]},
-    ])
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            {"id": "x1", "review": "good", "text_pair": "fine", "label": 1, "stars": 5},
+            {"review": "bad", "rationale": [[0, 3]]},
+        ],
+    )
     spec = InputSpec(field_map=parse_field_map(["text=review"]))
     first, second = examples_only(read_inputs([str(path)], spec))
     assert first.id == "x1" and first.fields == {"text": "good", "text_pair": "fine"}
@@ -52,7 +63,9 @@ def test_jsonl_fields_metadata_and_mapping(tmp_path: Path) -> None:
         ('{"text": "t", "rationale": [[3, 1]]}', "rationale", "is not [start, end]"),
     ],
 )
-def test_bad_jsonl_line_names_file_line_and_field(tmp_path: Path, line: str, field: str | None, reason: str) -> None:
+def test_bad_jsonl_line_names_file_line_and_field(
+    tmp_path: Path, line: str, field: str | None, reason: str
+) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine"}, line])
     items = read_inputs([str(path)], InputSpec())
     assert isinstance(next(items), Example)
@@ -74,7 +87,9 @@ def test_non_utf8_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_skip_mode_records_bad_lines_and_goes_on(tmp_path: Path) -> None:
     path = tmp_path / "mixed.jsonl"
-    path.write_bytes(b'{"text": "one"}\n{"text": 5}\n\xff\xfe\n{"id": "d", "text": "two"}\n{"id": "d", "text": "dup"}\n')
+    path.write_bytes(
+        b'{"text": "one"}\n{"text": 5}\n\xff\xfe\n{"id": "d", "text": "two"}\n{"id": "d", "text": "dup"}\n'
+    )
     items = list(read_inputs([str(path)], InputSpec(on_error="skip")))
     kinds = [type(i).__name__ for i in items]
     assert kinds == ["Example", "SkippedRecord", "SkippedRecord", "Example", "SkippedRecord"]

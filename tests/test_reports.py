@@ -1,4 +1,4 @@
-"""A whole run on a tiny model: HTML parsed for structure, escaping and no remote loads; PNGs; summary.json."""
+"""A whole run on a tiny model: HTML parsed for structure, escaping, no remote loads; PNGs; summary.json."""
 
 from __future__ import annotations
 
@@ -16,14 +16,16 @@ from attnviz.api import render_reports
 from attnviz.config import RenderOptions
 from attnviz.report import page_name
 
-HOSTILE = ['<script>alert(1)</script> was great', '"><img src=x onerror=alert(1)> awful']
+HOSTILE = ["<script>alert(1)</script> was great", '"><img src=x onerror=alert(1)> awful']
 
 
 @pytest.fixture(scope="module")
 def run(tiny_loaded: Callable, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     data = tmp_path_factory.mktemp("in") / "reviews.jsonl"
-    rows = [{"id": f"r{i}", "text": t, "label": "positive" if i == 0 else "negative", "stars": i}
-            for i, t in enumerate(HOSTILE)]
+    rows = [
+        {"id": f"r{i}", "text": t, "label": "positive" if i == 0 else "negative", "stars": i}
+        for i, t in enumerate(HOSTILE)
+    ]
     rows.append({"id": "long one", "text": " ".join(["word"] * 80), "label": "positive"})
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
@@ -42,7 +44,11 @@ def all_pages(out: Path) -> list[Path]:
 
 def test_files_written(run: tuple[Path, dict[str, Any]]) -> None:
     out, summary = run
-    assert summary["status"] == "complete" and summary["counts"] == {"examples": 3, "skipped": 0, "truncated": 1}
+    assert summary["status"] == "complete" and summary["counts"] == {
+        "examples": 3,
+        "skipped": 0,
+        "truncated": 1,
+    }
     for ex in summary["examples"]:
         assert (out / ex["page"]).is_file()
     assert (out / "examples" / f"{page_name('long one')}.npz").is_file()
@@ -85,7 +91,9 @@ def test_example_page_structure(run: tuple[Path, dict[str, Any]]) -> None:
     heat = page.select_one('table.heat[data-kind="self"]')
     n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
     assert len(heat.select("tbody tr")) == n
-    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"]["input"]["tokens"]
+    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"][
+        "input"
+    ]["tokens"]
     row_sums = [sum(int(td.get_text()) for td in tr.select("td")) for tr in heat.select("tbody tr")]
     assert all(95 <= s <= 105 for s in row_sums)  # cells are rounded percentages
     assert len(page.select("details img.fig")) >= 2  # one head grid per layer
@@ -117,15 +125,26 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
     out, summary = run
     folder = out / "examples" / "r0"
     names = sorted(p.name for p in folder.glob("*.png"))
-    assert names == sorted(["heads_self_layer1.png", "heads_self_layer2.png", "mean_self.png", "entropy_self.png",
-                            "special_share_self.png", "scores_attention.png"])
+    assert names == sorted(
+        [
+            "heads_self_layer1.png",
+            "heads_self_layer2.png",
+            "mean_self.png",
+            "entropy_self.png",
+            "special_share_self.png",
+            "scores_attention.png",
+        ]
+    )
     for name in names:
         image = Image.open(io.BytesIO((folder / name).read_bytes()))
         image.load()
         assert image.format == "PNG" and image.width >= 300 and image.height >= 150
     n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
     cell = 2.2 if n <= 16 else 3.0  # inches per head tile; 4 heads in one row, 100 dpi
-    assert Image.open(folder / "heads_self_layer1.png").size == (round(100 * (4 * cell + 2.4)), round(100 * (cell + 1.6)))
+    assert Image.open(folder / "heads_self_layer1.png").size == (
+        round(100 * (4 * cell + 2.4)),
+        round(100 * (cell + 1.6)),
+    )
 
 
 def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import networkx as nx
 import numpy as np
-from networkx.algorithms.flow import build_residual_network, edmonds_karp
+from networkx.algorithms.flow import build_residual_network, shortest_augmenting_path
 
 from attnviz.analysis.rollout import residual_augment
 
@@ -39,7 +39,10 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
     Each pair is its own max-flow problem, as in the reference: the per-pair values are not the
     decomposition of one joint flow (row sums of the raw max-flows exceed 1), so a super-sink
     would give different numbers. For efficiency the graph and its residual network are built once
-    per layer and the residual network is reused (reset by networkx) for every pair.
+    per layer and the residual network is reused (reset by networkx) for every pair. The max-flow
+    value does not depend on the algorithm; networkx's shortest-augmenting-path was about 2-3x
+    faster here than the reference's Edmonds–Karp. Rough cost at n = 64 with realistic attention:
+    ~15 s per requested row for 8 layers, so pass ``rows=[t]`` for the explained position.
 
     Args:
         mean_attn: (L, n, n) head-mean attention per layer; row = query, column = key.
@@ -73,13 +76,15 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
         src_idx, dst_idx = np.nonzero(aug[layer - 1])
         graph.add_edges_from(
             (top + int(i), below + int(j), {"capacity": float(aug[layer - 1, i, j])})
-            for i, j in zip(src_idx, dst_idx)
+            for i, j in zip(src_idx, dst_idx, strict=True)
         )
         residual = build_residual_network(graph, "capacity")
         for i in wanted:
             values = np.array(
                 [
-                    nx.maximum_flow_value(graph, top + i, j, flow_func=edmonds_karp, residual=residual)
+                    nx.maximum_flow_value(
+                        graph, top + i, j, flow_func=shortest_augmenting_path, residual=residual
+                    )
                     for j in range(n)
                 ]
             )  # (n,)

@@ -172,7 +172,7 @@ def encoder_decoder_relevancy(
 
     r_dd = np.eye(n_t)
     r_de = np.zeros((n_t, n_s))
-    for self_cam, cross_cam in zip(dec_cams, cross_cams):
+    for self_cam, cross_cam in zip(dec_cams, cross_cams, strict=True):
         r_de = r_de + self_cam @ r_de  # rule 7
         r_dd = r_dd + self_cam @ r_dd  # rule 6
         r_de = r_de + normalize_residual(r_dd).T @ (cross_cam @ r_ee_bar)  # rule 10

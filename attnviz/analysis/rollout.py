@@ -14,7 +14,7 @@ def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(f"{name} must have shape (L, n, n); got {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} must have at least one layer and one token; got {arr.shape}")
+        raise ValueError(f"{name} must have shape (L, n, n) with L, n >= 1; got {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     if np.any(arr < 0):

@@ -20,8 +20,9 @@ class Renderer(Protocol):
     description: str
     needs_figures: bool
 
-    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
-                      run: Mapping[str, Any]) -> None: ...
+    def write_example(
+        self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
+    ) -> None: ...
 
     def write_run(self, summary: Mapping[str, Any], out: Path) -> None: ...
 

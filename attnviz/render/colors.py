@@ -8,8 +8,16 @@ import numpy as np
 
 # Sequential palette (white → deep blue), sampled from ColorBrewer "Blues"; index 0 is zero importance.
 PALETTE: tuple[str, ...] = (
-    "#ffffff", "#f0f6fc", "#deebf7", "#c6dbef", "#9ecae1",
-    "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b",
+    "#ffffff",
+    "#f0f6fc",
+    "#deebf7",
+    "#c6dbef",
+    "#9ecae1",
+    "#6baed6",
+    "#4292c6",
+    "#2171b5",
+    "#08519c",
+    "#08306b",
 )
 CMAP_NAME = "attnviz_blues"
 

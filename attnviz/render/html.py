@@ -18,8 +18,10 @@ from attnviz.report import ExampleReport
 
 # Above this many numbers the page embeds only head means (the full tensor would bloat the page).
 MAX_EMBEDDED_WEIGHTS = 250_000
-CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-       "base-uri 'none'; form-action 'none'")
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'"
+)
 
 
 def templates_dir() -> Path:
@@ -36,8 +38,14 @@ def environment() -> Any:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
     # autoescape=True (not select_autoescape): our templates end in .html.j2, which it would skip.
-    env = Environment(loader=FileSystemLoader(str(templates_dir())), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.globals.update(csp=CSP, palette=PALETTE)
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None else f"{value:.{digits}f}"
     return env
@@ -64,16 +72,36 @@ def token_units(report: ExampleReport, seq: TokenSeq, scores: TokenScores, stage
     vmax_words = float(word_values.max()) if len(word_values) else None
     words, tokens, seen = [], [], set()
     for i, text in enumerate(seq.tokens):
-        tokens.append({"text": text, "special": seq.special[i], "segment": seq.segments[i],
-                       **_cell(token_values[i], vmax_tokens if not seq.special[i] else None)})
+        tokens.append(
+            {
+                "text": text,
+                "special": seq.special[i],
+                "segment": seq.segments[i],
+                **_cell(token_values[i], vmax_tokens if not seq.special[i] else None),
+            }
+        )
         w = seq.word_ids[i]
         if w is None:
-            words.append({"text": text, "special": True, "segment": seq.segments[i], "value": float(token_values[i]),
-                          "bg": "#eeeeee", "fg": "#555555"})
+            words.append(
+                {
+                    "text": text,
+                    "special": True,
+                    "segment": seq.segments[i],
+                    "value": float(token_values[i]),
+                    "bg": "#eeeeee",
+                    "fg": "#555555",
+                }
+            )
         elif w not in seen:
             seen.add(w)
-            words.append({"text": seq.words[w], "special": False, "segment": seq.segments[i],
-                          **_cell(word_values[w], vmax_words)})
+            words.append(
+                {
+                    "text": seq.words[w],
+                    "special": False,
+                    "segment": seq.segments[i],
+                    **_cell(word_values[w], vmax_words),
+                }
+            )
     return {"words": words, "tokens": tokens}
 
 
@@ -91,22 +119,26 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
         stages = []
         for s in range(len(scores.stage_labels)):
             word_values = report.word_scores(scores, s)
-            stages.append({
-                "tokens": _levels(scores.at(s), seq.special_mask),
-                "words": _levels(word_values, None),
-                "token_values": [round(float(v), 4) for v in scores.at(s)],
-                "word_values": [round(float(v), 4) for v in word_values],
-            })
-        views.append({
-            "method": scores.method,
-            "label": scores.label,
-            "note": scores.note,
-            "stage_labels": list(scores.stage_labels),
-            "default_stage": scores.default_stage,
-            "units": token_units(report, seq, scores, scores.default_stage),
-            "top": report.top_words(scores, 5),
-            "stages": stages,
-        })
+            stages.append(
+                {
+                    "tokens": _levels(scores.at(s), seq.special_mask),
+                    "words": _levels(word_values, None),
+                    "token_values": [round(float(v), 4) for v in scores.at(s)],
+                    "word_values": [round(float(v), 4) for v in word_values],
+                }
+            )
+        views.append(
+            {
+                "method": scores.method,
+                "label": scores.label,
+                "note": scores.note,
+                "stage_labels": list(scores.stage_labels),
+                "default_stage": scores.default_stage,
+                "units": token_units(report, seq, scores, scores.default_stage),
+                "top": report.top_words(scores, 5),
+                "stages": stages,
+            }
+        )
     return views
 
 
@@ -134,13 +166,15 @@ def metric_tables(report: ExampleReport, kind: str) -> list[dict[str, Any]]:
     for metric in report.head_metrics:
         if metric.attention != kind:
             continue
-        tables.append({
-            "name": metric.name,
-            "label": metric.label,
-            "note": metric.note,
-            "rows": [[_cell(v, metric.vmax) for v in row] for row in metric.values],
-            "heads": metric.values.shape[1],
-        })
+        tables.append(
+            {
+                "name": metric.name,
+                "label": metric.label,
+                "note": metric.note,
+                "rows": [[_cell(v, metric.vmax) for v in row] for row in metric.values],
+                "heads": metric.values.shape[1],
+            }
+        )
     return tables
 
 
@@ -158,23 +192,31 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
             for layer in range(att.num_layers)
             if (name := figure_name("heads", att.kind, f"layer{layer + 1}")) in figures
         ]
-        metric_pngs = {m.name: data_uri(figures[n]) for m in report.head_metrics
-                       if m.attention == att.kind and (n := figure_name(m.name, att.kind)) in figures}
-        attentions.append({
-            "kind": att.kind,
-            "layers": att.num_layers,
-            "heads": att.num_heads,
-            "query": att.query,
-            "key": att.key,
-            "causal": att.causal,
-            "table": heatmap_table(att, att.num_layers - 1, rows, cols),
-            "payload": attention_payload(att),
-            "grids": grids,
-            "metrics": metric_tables(report, att.kind),
-            "metric_pngs": metric_pngs,
-        })
-    bars = {ts.method: data_uri(figures[n]) for ts in report.token_scores
-            if (n := figure_name("scores", ts.method)) in figures}
+        metric_pngs = {
+            m.name: data_uri(figures[n])
+            for m in report.head_metrics
+            if m.attention == att.kind and (n := figure_name(m.name, att.kind)) in figures
+        }
+        attentions.append(
+            {
+                "kind": att.kind,
+                "layers": att.num_layers,
+                "heads": att.num_heads,
+                "query": att.query,
+                "key": att.key,
+                "causal": att.causal,
+                "table": heatmap_table(att, att.num_layers - 1, rows, cols),
+                "payload": attention_payload(att),
+                "grids": grids,
+                "metrics": metric_tables(report, att.kind),
+                "metric_pngs": metric_pngs,
+            }
+        )
+    bars = {
+        ts.method: data_uri(figures[n])
+        for ts in report.token_scores
+        if (n := figure_name("scores", ts.method)) in figures
+    }
     prediction = capture.prediction
     return render_template(
         "example.html.j2",
@@ -205,8 +247,9 @@ class HtmlRenderer:
     description = "examples/<id>.html per example and index.html (self-contained, no network)"
     needs_figures = True
 
-    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
-                      run: Mapping[str, Any]) -> None:
+    def write_example(
+        self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
+    ) -> None:
         write_text(out / "examples" / f"{report.page}.html", example_page(report, figures, run))
 
     def write_run(self, summary: Mapping[str, Any], out: Path) -> None:

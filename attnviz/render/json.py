@@ -22,8 +22,9 @@ class JsonRenderer:
     description = "summary.json: run metadata, per-example tokens, prediction, scores and head diagnostics"
     needs_figures = False
 
-    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
-                      run: Mapping[str, Any]) -> None:
+    def write_example(
+        self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
+    ) -> None:
         """Everything per example goes into summary.json at the end of the run."""
 
     def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
@@ -35,8 +36,9 @@ class TensorRenderer:
     description = "examples/<id>.npz: raw attention (layers, heads, n, n) per attention kind, with tokens"
     needs_figures = False
 
-    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
-                      run: Mapping[str, Any]) -> None:
+    def write_example(
+        self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
+    ) -> None:
         capture = report.capture
         arrays: dict[str, np.ndarray] = {}
         for att in capture.attentions.values():

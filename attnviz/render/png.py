@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.analysis import HeadMetric, TokenScores
+from attnviz.analysis import HeadMetric
 from attnviz.data import AttentionMap
 from attnviz.render.base import example_dir, register_renderer
 from attnviz.render.colors import matplotlib_cmap
@@ -71,20 +71,41 @@ def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence
 
     for h in range(heads):
         r, c = divmod(h, ncols)
-        ax.add_patch(Rectangle((c * (k + gap) - 0.5, r * (q + gap) - 0.5), k, q, fill=False, linewidth=0.5,
-                               edgecolor="#b0b7c0"))
-        ax.text(c * (k + gap) + (k - 1) / 2, r * (q + gap) - 0.6, f"head {h + 1}", ha="center", va="bottom",
-                fontsize=8)
+        ax.add_patch(
+            Rectangle(
+                (c * (k + gap) - 0.5, r * (q + gap) - 0.5),
+                k,
+                q,
+                fill=False,
+                linewidth=0.5,
+                edgecolor="#b0b7c0",
+            )
+        )
+        ax.text(
+            c * (k + gap) + (k - 1) / 2,
+            r * (q + gap) - 0.6,
+            f"head {h + 1}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     # Tokens label the first tile's rows and the bottom-left tile's columns; the others share them.
     labelled = max(q, k) <= 24
     ax.set_yticks(range(q) if labelled else [], list(rows) if labelled else [], fontsize=6, parse_math=False)
-    ax.set_xticks(range(k) if labelled else [], list(cols) if labelled else [], fontsize=6, rotation=90,
-                  parse_math=False)
+    ax.set_xticks(
+        range(k) if labelled else [],
+        list(cols) if labelled else [],
+        fontsize=6,
+        rotation=90,
+        parse_math=False,
+    )
     if labelled and nrows > 1:
         ax.tick_params(axis="x", labelbottom=True)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10, pad=14)
+    ax.set_title(
+        f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10, pad=14
+    )
     cax = fig.add_axes((1 - 1.1 / width, 0.9 / height, 0.15 / width, 1 - 1.5 / height))
     fig.colorbar(image, cax=cax, label="attention weight")
     return _png(fig)
@@ -95,8 +116,14 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title:
     side = max(4.0, min(14.0, 0.28 * max(len(rows), len(cols)) + 2.0))
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap=matplotlib_cmap(), vmin=0.0, vmax=float(matrix.max()) or 1.0,
-                      aspect="auto", interpolation="nearest")
+    image = ax.imshow(
+        matrix,
+        cmap=matplotlib_cmap(),
+        vmin=0.0,
+        vmax=float(matrix.max()) or 1.0,
+        aspect="auto",
+        interpolation="nearest",
+    )
     _label_axes(ax, rows, cols)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
@@ -110,14 +137,27 @@ def metric_map(metric: HeadMetric) -> bytes:
     layers, heads = metric.values.shape
     fig = _figure(max(4.0, 0.55 * heads + 2.0), max(2.5, 0.45 * layers + 1.4))
     ax = fig.add_subplot()
-    image = ax.imshow(metric.values, cmap=matplotlib_cmap(), vmin=metric.vmin, vmax=metric.vmax,
-                      aspect="auto", interpolation="nearest")
+    image = ax.imshow(
+        metric.values,
+        cmap=matplotlib_cmap(),
+        vmin=metric.vmin,
+        vmax=metric.vmax,
+        aspect="auto",
+        interpolation="nearest",
+    )
     if heads * layers <= 400:
-        for (l, h), value in np.ndenumerate(metric.values):
-            ax.text(h, l, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if value > 0.55 * (metric.vmax or 1.0) else "black")
+        for (layer, h), value in np.ndenumerate(metric.values):
+            ax.text(
+                h,
+                l,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value > 0.55 * (metric.vmax or 1.0) else "black",
+            )
     ax.set_xticks(range(heads), [str(h + 1) for h in range(heads)], fontsize=7)
-    ax.set_yticks(range(layers), [str(l + 1) for l in range(layers)], fontsize=7)
+    ax.set_yticks(range(layers), [str(i + 1) for i in range(layers)], fontsize=7)
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(f"{metric.label} ({metric.attention} attention)", fontsize=10)
@@ -154,14 +194,18 @@ def draw_example(report: ExampleReport) -> dict[str, bytes]:
             figures[figure_name("heads", att.kind, f"layer{layer + 1}")] = head_grid(att, layer, rows, cols)
         last = att.num_layers - 1
         figures[figure_name("mean", att.kind)] = heatmap(
-            att.weights[last].mean(axis=0), rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
+            att.weights[last].mean(axis=0),
+            rows,
+            cols,
+            f"{att.kind} attention, layer {last + 1}, mean of heads",
         )
     for metric in report.head_metrics:
         figures[figure_name(metric.name, metric.attention)] = metric_map(metric)
     for scores in report.token_scores:
         seq = capture.sequences[scores.sequence]
         figures[figure_name("scores", scores.method)] = score_bars(
-            seq.words, report.word_scores(scores),
+            seq.words,
+            report.word_scores(scores),
             f"{scores.label}, {scores.stage_labels[scores.default_stage]} (words: {report.word_merge} of pieces)",
         )
     return figures
@@ -178,8 +222,9 @@ class PngRenderer:
     description = "examples/<id>/*.png: head grids per layer, head-metric maps, score bars, mean heatmap"
     needs_figures = True
 
-    def write_example(self, report: ExampleReport, figures: Mapping[str, bytes], out: Path,
-                      run: Mapping[str, Any]) -> None:
+    def write_example(
+        self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
+    ) -> None:
         write_figures(dict(figures), example_dir(out, report))
 
     def write_run(self, summary: Mapping[str, Any], out: Path) -> None:

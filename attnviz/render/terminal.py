@@ -36,16 +36,31 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
         first = next(iter(ex["scores"].values()), None)
         top = ", ".join(w for w, _ in first["top_words"]) if first else ""
         gold = ex["label"] if ex["label"] is not None else ""
-        table.add_row(Text(ex["id"]), Text(ex["prediction"]["text"]), Text(gold), Text(top),
-                      "" if ex["mean_entropy"] is None else f"{ex['mean_entropy']:.2f}")
+        table.add_row(
+            Text(ex["id"]),
+            Text(ex["prediction"]["text"]),
+            Text(gold),
+            Text(top),
+            "" if ex["mean_entropy"] is None else f"{ex['mean_entropy']:.2f}",
+        )
     console.print(table)
     hidden = len(summary["examples"]) - MAX_ROWS
     if hidden > 0:
-        console.print(f"… and {hidden} more examples (see the index)")
+        console.print(f"… and {hidden} more examples (see the index)", soft_wrap=True)
     truncated = [ex["id"] for ex in summary["examples"] if ex["truncated"]]
     if truncated:
-        console.print(Text(f"{len(truncated)} truncated at {run['options']['max_length']} tokens "
-                           f"(--max-length): {', '.join(truncated[:10])}", style="yellow"))
+        console.print(
+            Text(
+                f"{len(truncated)} truncated at {run['options']['max_length']} tokens "
+                f"(--max-length): {', '.join(truncated[:10])}",
+                style="yellow",
+            ),
+            soft_wrap=True,
+        )
     for skipped in summary["skipped"]:
-        console.print(Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"))
-    console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"))
+        console.print(
+            Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"), soft_wrap=True
+        )
+    console.print(
+        Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True
+    )

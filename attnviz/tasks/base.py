@@ -160,13 +160,13 @@ def encode_stream(
     )
     lengths = [len(ids) for ids in full]
     kept = enc["attention_mask"].sum(dim=1).tolist()
-    text_tuples = [(t,) if seconds is None else (t, s) for t, s in zip(firsts, seconds or firsts)]
+    text_tuples = [(t,) if seconds is None else (t, s) for t, s in zip(firsts, seconds or firsts, strict=True)]
     return Stream(
         input_ids=enc["input_ids"].to(device),
         mask=enc["attention_mask"].to(device),
         texts=text_tuples,
         encoding=enc,
-        truncated=[orig > k for orig, k in zip(lengths, kept)],
+        truncated=[orig > k for orig, k in zip(lengths, kept, strict=True)],
         original_lengths=lengths,
     )
 

@@ -28,7 +28,10 @@ def is_decoder_only(config: Any) -> bool:
     )
 
     model_type = getattr(config, "model_type", "")
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
 
 
 def label_names(config: Any) -> list[str]:
@@ -70,9 +73,14 @@ class ClassifyTask(TaskAdapter):
             max_length,
             loaded.device,
         )
-        return Batch(examples=list(examples), streams={INPUT: stream},
-                     extras={"label_names": label_names(loaded.model.config),
-                             "causal": is_decoder_only(loaded.model.config)})
+        return Batch(
+            examples=list(examples),
+            streams={INPUT: stream},
+            extras={
+                "label_names": label_names(loaded.model.config),
+                "causal": is_decoder_only(loaded.model.config),
+            },
+        )
 
     def forward(self, model: Any, batch: Batch) -> Forward:
         outputs = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)

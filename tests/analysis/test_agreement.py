@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from attnviz.analysis.agreement import kendall_tau, spearman
+
+
+def test_identical_and_reversed_rankings():
+    a = np.array([0.1, 0.4, 0.2, 0.9, 0.5])
+    assert kendall_tau(a, a) == pytest.approx(1.0)
+    assert spearman(a, 2 * a + 1) == pytest.approx(1.0)
+    assert kendall_tau(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_tau_b_with_a_tie_by_hand():
+    a = [1, 2, 3, 4]
+    b = [2, 1, 2, 3]
+    # Pairs: (0,1) discordant; (0,2) tied in b only; (0,3) (1,2) (1,3) (2,3) concordant.
+    # tau_b = (C - D) / sqrt((n0 - ties_a) (n0 - ties_b)) = (4 - 1) / sqrt(6 · 5) = 3 / sqrt(30).
+    assert kendall_tau(np.array(a), np.array(b)) == pytest.approx(3 / math.sqrt(30))
+
+
+def test_spearman_by_hand():
+    # Ranks [1,2,3,4] vs [1,3,2,4]: d² sums to 2, rho = 1 - 6·2 / (4·15) = 0.8.
+    assert spearman(np.array([10, 20, 30, 40]), np.array([1, 3, 2, 4])) == pytest.approx(0.8)
+
+
+def test_constant_or_too_short_vectors_give_nan():
+    assert math.isnan(kendall_tau(np.ones(4), np.arange(4)))
+    assert math.isnan(spearman(np.arange(4), np.full(4, 2.0)))
+    assert math.isnan(kendall_tau(np.array([1.0]), np.array([2.0])))
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match="shape"):
+        kendall_tau(np.arange(3), np.arange(4))
+    with pytest.raises(ValueError, match="finite"):
+        spearman(np.array([1.0, np.nan, 2.0]), np.arange(3))

@@ -1,0 +1,159 @@
+"""The command line: exit codes and stderr messages for bad input, model and usage errors; stdin; skip mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_path: Callable[..., Path]) -> str:
+    return str(tiny_path("bert-classifier"))
+
+
+def render(args: list[str], stdin: str | bytes | None = None):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["render", *args], input=stdin)
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "fine"}\n{"text": "broken"\n', ":2: malformed JSON"),
+        ('{"text": "fine"}\n{"id": "x"}\n', ":2: field 'text': is missing"),
+        ('{"text": "fine"}\n{"text": ["a"]}\n', ":2: field 'text': must be a string, got list"),
+        ('{"text": "fine"}\n{"text": ""}\n', ":2: field 'text': is empty"),
+        (b'{"text": "fine"}\n{"text": "caf\xe9"}\n', ":2: not valid UTF-8"),
+    ],
+)
+def test_bad_input_exits_3_naming_file_and_line_and_keeps_earlier_pages(
+    tmp_path: Path, model: str, content: str | bytes, message: str
+) -> None:
+    data = write(tmp_path / "in.jsonl", content)
+    out = tmp_path / "out"
+    result = render(
+        [str(data), "--model", model, "--out", str(out), "--batch-size", "1", "--format", "html,json"]
+    )
+    assert result.exit_code == 3, result.output
+    assert f"attnviz: error: {data}{message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed" and message.removeprefix(":2: ") in summary["error"]
+    assert [e["id"] for e in summary["examples"]] == ["in:1"]
+    assert (out / summary["examples"][0]["page"]).is_file()
+    assert (out / "index.html").is_file()
+
+
+def test_skip_mode_records_bad_lines_in_summary_and_index(tmp_path: Path, model: str) -> None:
+    data = write(tmp_path / "in.jsonl", '{"text": "good one"}\n{"text": 7}\nnot json\n{"text": "another"}\n')
+    out = tmp_path / "out"
+    result = render(
+        [str(data), "--model", model, "--out", str(out), "--on-error", "skip", "--format", "html,json"]
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [e["id"] for e in summary["examples"]] == ["in:1", "in:4"]
+    assert [(s["source"], s["field"]) for s in summary["skipped"]] == [
+        (f"{data}:2", "text"),
+        (f"{data}:3", None),
+    ]
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert f"{data}:3" in index and "malformed JSON" in index
+    assert f"skipped {data}:2" in result.stdout
+
+
+def test_text_argument_stdin_and_several_inputs(tmp_path: Path, model: str) -> None:
+    txt = write(tmp_path / "lines.txt", "from a file\n")
+    out = tmp_path / "out"
+    result = render(
+        ["a literal text", "-", str(txt), "--model", model, "--out", str(out), "--format", "json"],
+        stdin="from stdin\n",
+    )
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [e["id"] for e in summary["examples"]] == ["text-1", "stdin:1", "lines:1"]
+    assert summary["run"]["inputs"] == ["<text>", "-", str(txt)]
+
+
+def test_model_not_found_exits_4_with_the_name(tmp_path: Path) -> None:
+    result = render(["hello", "--model", str(tmp_path / "missing-model"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 4
+    assert f"could not load model '{tmp_path / 'missing-model'}'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_method_and_format_list_valid_names(tmp_path: Path, model: str) -> None:
+    result = render(["hi", "--model", model, "--method", "magic", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown method 'magic'; valid: attention, heads" in result.stderr
+    result = render(["hi", "--model", model, "--format", "pdf", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown format 'pdf'; valid: html, json, tensors, png" in result.stderr
+
+
+def test_bad_option_values_are_usage_errors(tmp_path: Path, model: str) -> None:
+    assert render(["hi", "--model", model, "--on-error", "ignore"]).exit_code == 2
+    assert render(["hi", "--model", model, "--shard", "3/3"]).exit_code == 2
+    assert render(["hi", "--model", model, "--device", "tpu"]).exit_code == 2
+    assert render(["hi", "--model", model, "--task", "translate"]).exit_code == 2
+
+
+def test_output_folder_that_is_a_file_exits_5(tmp_path: Path, model: str) -> None:
+    blocker = write(tmp_path / "blocker", "x")
+    result = render(["hi", "--model", model, "--out", str(blocker / "sub")])
+    assert result.exit_code == 5 and "cannot create output folder" in result.stderr
+
+
+def test_truncation_is_stated_in_the_terminal(tmp_path: Path, model: str) -> None:
+    result = render(
+        [
+            " ".join(["word"] * 40),
+            "--model",
+            model,
+            "--max-length",
+            "16",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "json",
+        ]
+    )
+    assert result.exit_code == 0
+    assert "1 truncated at 16 tokens (--max-length): text-1" in result.stdout
+
+
+def test_python_dash_m_and_help(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "attnviz", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "render" in done.stdout
+    done = subprocess.run(
+        [sys.executable, "-m", "attnviz", "list"], capture_output=True, text=True, check=False
+    )
+    assert "methods: attention, heads" in done.stdout
+
+
+def test_every_command_and_option_has_help() -> None:
+    import typer.main
+
+    command = typer.main.get_command(app)
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        assert sub.help, f"command {name} has no help"
+        for param in sub.params:
+            if param.param_type_name == "option":
+                assert param.help, f"{name} {param.opts} has no help"
