@@ -174,9 +174,7 @@ def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: d
         for renderer in renderers:
             renderer.write_example(report, figures, out, run)
     except OSError as err:
-        raise OutputError(
-            f"cannot write report for '{report.capture.example.id}' in '{out}': {err}"
-        ) from None
+        raise OutputError(f"cannot write report for '{report.capture.example.id}' in '{out}': {err}") from None
 
 
 def _write_run(renderers: Sequence[Renderer], summary: dict[str, Any], out: Path) -> None:

@@ -49,9 +49,7 @@ def _guard(debug: bool, call: Callable[[], T]) -> T:
     except Exception as err:  # noqa: BLE001 - last-resort boundary; --debug shows the traceback
         if debug:
             raise
-        _fail(
-            f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)", ExitStatus.ERROR
-        )
+        _fail(f"unexpected {type(err).__name__}: {err} (run with --debug for the traceback)", ExitStatus.ERROR)
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -88,9 +86,7 @@ DTypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow code from the model repository (off by default).")
 ]
-TaskOpt = Annotated[
-    str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")
-]
+TaskOpt = Annotated[str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short error messages.")]
 
 
@@ -134,9 +130,7 @@ def render(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("attnviz-report"),
     max_length: Annotated[
         int | None,
-        typer.Option(
-            help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2
-        ),
+        typer.Option(help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.", min=1)] = 8,
     method: Annotated[
@@ -148,9 +142,7 @@ def render(
     ] = None,
     fmt: Annotated[
         list[str] | None,
-        typer.Option(
-            "--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json."
-        ),
+        typer.Option("--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json."),
     ] = None,
     on_error: Annotated[
         str, typer.Option(help="stop: a bad input line ends the run (exit 3); skip: record it and go on.")
@@ -158,16 +150,12 @@ def render(
     save_tensors: Annotated[
         bool, typer.Option("--save-tensors", help="Also write examples/<id>.npz with the raw attention.")
     ] = False,
-    word_merge: Annotated[
-        str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")
-    ] = "sum",
+    word_merge: Annotated[str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")] = "sum",
     field: Annotated[
         list[str] | None,
         typer.Option("--field", help="Map a JSONL column to a field: NAME=COLUMN (e.g. text=review)."),
     ] = None,
-    shard: Annotated[
-        str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")
-    ] = "0/1",
+    shard: Annotated[str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")] = "0/1",
     max_new_tokens: Annotated[
         int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)
     ] = 20,

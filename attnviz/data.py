@@ -196,9 +196,7 @@ class Capture:
         for att in self.attentions.values():
             q, k = len(self.sequences[att.query]), len(self.sequences[att.key])
             if att.weights.shape[2:] != (q, k):
-                raise ValueError(
-                    f"{att.kind} attention has shape {att.weights.shape}, expected (L, H, {q}, {k})"
-                )
+                raise ValueError(f"{att.kind} attention has shape {att.weights.shape}, expected (L, H, {q}, {k})")
         main = self.attentions[self.explained.attention]
         if self.explained.weights.shape[1] != main.weights.shape[2]:
             raise ValueError("explained rows do not match the query length of their attention")

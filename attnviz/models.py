@@ -59,9 +59,7 @@ def pick_device(requested: str) -> str:
     if requested == "auto":
         return "cuda" if cuda else "mps" if mps else "cpu"
     if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
-        raise ModelError(
-            f"--device {requested} was asked for but is not available here; use --device auto or cpu"
-        )
+        raise ModelError(f"--device {requested} was asked for but is not available here; use --device auto or cpu")
     return requested
 
 
@@ -112,9 +110,7 @@ def load_model(options: ModelOptions) -> LoadedModel:
         )
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelError(
-            f"could not load model '{shown}' for task '{task_name}': {_first_line(err)}"
-        ) from None
+        raise ModelError(f"could not load model '{shown}' for task '{task_name}': {_first_line(err)}") from None
     model.eval()
     model.to(device)
     task.prepare_tokenizer(tokenizer, model)

@@ -95,9 +95,7 @@ def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
 
 
 def test_pairs_are_segmented(tiny_loaded: Callable) -> None:
-    cap = capture_batch(
-        tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64
-    )[0]
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64)[0]
     seq = cap.sequences["input"]
     assert seq.segments[0] == 0 and seq.segments[-1] == 1
     assert seq.words == ("the", "cat", "sat", "the", "dog", "ran")

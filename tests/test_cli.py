@@ -48,9 +48,7 @@ def test_bad_input_exits_3_naming_file_and_line_and_keeps_earlier_pages(
 ) -> None:
     data = write(tmp_path / "in.jsonl", content)
     out = tmp_path / "out"
-    result = render(
-        [str(data), "--model", model, "--out", str(out), "--batch-size", "1", "--format", "html,json"]
-    )
+    result = render([str(data), "--model", model, "--out", str(out), "--batch-size", "1", "--format", "html,json"])
     assert result.exit_code == 3, result.output
     assert f"attnviz: error: {data}{message}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -64,9 +62,7 @@ def test_bad_input_exits_3_naming_file_and_line_and_keeps_earlier_pages(
 def test_skip_mode_records_bad_lines_in_summary_and_index(tmp_path: Path, model: str) -> None:
     data = write(tmp_path / "in.jsonl", '{"text": "good one"}\n{"text": 7}\nnot json\n{"text": "another"}\n')
     out = tmp_path / "out"
-    result = render(
-        [str(data), "--model", model, "--out", str(out), "--on-error", "skip", "--format", "html,json"]
-    )
+    result = render([str(data), "--model", model, "--out", str(out), "--on-error", "skip", "--format", "html,json"])
     assert result.exit_code == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [e["id"] for e in summary["examples"]] == ["in:1", "in:4"]
@@ -138,13 +134,9 @@ def test_truncation_is_stated_in_the_terminal(tmp_path: Path, model: str) -> Non
 
 
 def test_python_dash_m_and_help(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "attnviz", "--help"], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, "-m", "attnviz", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "render" in done.stdout
-    done = subprocess.run(
-        [sys.executable, "-m", "attnviz", "list"], capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, "-m", "attnviz", "list"], capture_output=True, text=True, check=False)
     assert "methods: attention, heads" in done.stdout
 
 

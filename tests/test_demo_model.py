@@ -69,9 +69,7 @@ def test_clear_sentences(loaded: tuple[MeanPoolClassifier, Any]) -> None:
     assert _predict(model, tokenizer, texts) == ["positive", "negative"]
 
 
-def test_logits_match_independent_computation(
-    loaded: tuple[MeanPoolClassifier, Any], spec: dict[str, Any]
-) -> None:
+def test_logits_match_independent_computation(loaded: tuple[MeanPoolClassifier, Any], spec: dict[str, Any]) -> None:
     model, tokenizer = loaded
     enc = tokenizer(
         ["The hotel staff were kind.", "It broke after a day and support never replied."],

@@ -32,9 +32,7 @@ def make_capture(
         example=Example(id="x", source="t:1", fields={"text": "x"}),
         task="classify",
         sequences={"input": seq},
-        attentions={
-            "self": AttentionMap("self", weights.astype(np.float32), "input", "input", causal=causal)
-        },
+        attentions={"self": AttentionMap("self", weights.astype(np.float32), "input", "input", causal=causal)},
         explained=ExplainedRows(tuple(f"row {i}" for i in range(len(explained))), explained, "self"),
         prediction=Prediction(text="x"),
     )

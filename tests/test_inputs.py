@@ -14,9 +14,7 @@ from attnviz.inputs import InputSpec, examples_only, parse_field_map, read_input
 
 
 def write_jsonl(path: Path, lines: list[object]) -> Path:
-    path.write_text(
-        "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8"
-    )
+    path.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n", encoding="utf-8")
     return path
 
 
@@ -63,9 +61,7 @@ def test_jsonl_fields_metadata_and_mapping(tmp_path: Path) -> None:
         ('{"text": "t", "rationale": [[3, 1]]}', "rationale", "is not [start, end]"),
     ],
 )
-def test_bad_jsonl_line_names_file_line_and_field(
-    tmp_path: Path, line: str, field: str | None, reason: str
-) -> None:
+def test_bad_jsonl_line_names_file_line_and_field(tmp_path: Path, line: str, field: str | None, reason: str) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [{"text": "fine"}, line])
     items = read_inputs([str(path)], InputSpec())
     assert isinstance(next(items), Example)

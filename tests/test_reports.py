@@ -91,9 +91,9 @@ def test_example_page_structure(run: tuple[Path, dict[str, Any]]) -> None:
     heat = page.select_one('table.heat[data-kind="self"]')
     n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
     assert len(heat.select("tbody tr")) == n
-    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"][
-        "input"
-    ]["tokens"]
+    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"]["input"][
+        "tokens"
+    ]
     row_sums = [sum(int(td.get_text()) for td in tr.select("td")) for tr in heat.select("tbody tr")]
     assert all(95 <= s <= 105 for s in row_sums)  # cells are rounded percentages
     assert len(page.select("details img.fig")) >= 2  # one head grid per layer

@@ -44,9 +44,7 @@ CASES = [(kind, "right") for kind in FAMILIES] + [("gpt2-classifier", "left"), (
 def _build(tmp_path_factory: pytest.TempPathFactory, kind: str, padding_side: str = "right") -> Path:
     if kind in NEEDS_SENTENCEPIECE and importlib.util.find_spec("sentencepiece") is None:
         pytest.skip("sentencepiece is not installed")
-    return build_tiny_model(
-        kind, tmp_path_factory.mktemp(f"{kind}-{padding_side}"), padding_side=padding_side
-    )
+    return build_tiny_model(kind, tmp_path_factory.mktemp(f"{kind}-{padding_side}"), padding_side=padding_side)
 
 
 def _check(attentions: tuple[torch.Tensor, ...], q_mask: torch.Tensor, k_mask: torch.Tensor) -> None:
@@ -89,12 +87,8 @@ def test_loads_through_auto_classes_and_returns_attentions(
             labels = tok(text_target=TARGETS, padding=True, return_tensors="pt")
             start = torch.full((2, 1), model.config.decoder_start_token_id)
             dec_ids = torch.cat([start, labels["input_ids"][:, :-1]], dim=1)
-            dec_mask = torch.cat(
-                [torch.ones(2, 1, dtype=mask.dtype), labels["attention_mask"][:, :-1]], dim=1
-            )
-            out = model(
-                **enc, decoder_input_ids=dec_ids, decoder_attention_mask=dec_mask, output_attentions=True
-            )
+            dec_mask = torch.cat([torch.ones(2, 1, dtype=mask.dtype), labels["attention_mask"][:, :-1]], dim=1)
+            out = model(**enc, decoder_input_ids=dec_ids, decoder_attention_mask=dec_mask, output_attentions=True)
             _check(out.encoder_attentions, mask, mask)
             _check(out.decoder_attentions, dec_mask, dec_mask)
             _check(out.cross_attentions, dec_mask, mask)

@@ -175,9 +175,7 @@ def _byte_bpe(corpus: tuple[str, ...], specials: list[str]) -> tuple[dict[str, i
     from tokenizers import ByteLevelBPETokenizer
 
     tok = ByteLevelBPETokenizer()
-    tok.train_from_iterator(
-        corpus, vocab_size=700, min_frequency=2, special_tokens=specials, show_progress=False
-    )
+    tok.train_from_iterator(corpus, vocab_size=700, min_frequency=2, special_tokens=specials, show_progress=False)
     return _vocab_and_merges(_trained_model_json(tok))
 
 
@@ -282,9 +280,7 @@ def _tokenizer(kind: str, scratch: Path, padding_side: str) -> Any:
     if family == "marian":
         with warnings.catch_warnings():  # the optional Moses punctuation normaliser is not needed here
             warnings.filterwarnings("ignore", message=".*sacremoses")
-            return tf.MarianTokenizer(
-                **_marian_files(CORPUS, scratch), source_lang="en", target_lang="de", **common
-            )
+            return tf.MarianTokenizer(**_marian_files(CORPUS, scratch), source_lang="en", target_lang="de", **common)
     raise ValueError(f"unknown kind {kind!r}")
 
 
@@ -331,9 +327,7 @@ def _model(kind: str, tok: Any, num_labels: int) -> Any:
         "eos_token_id": tok.eos_token_id,
     }
     factories: dict[str, Callable[[], Any]] = {
-        "bert-classifier": lambda: tf.BertForSequenceClassification(
-            tf.BertConfig(**bert_like, **_labels(num_labels))
-        ),
+        "bert-classifier": lambda: tf.BertForSequenceClassification(tf.BertConfig(**bert_like, **_labels(num_labels))),
         "bert-base": lambda: tf.BertModel(tf.BertConfig(**bert_like), add_pooling_layer=True),
         "bert-qa": lambda: tf.BertForQuestionAnswering(tf.BertConfig(**bert_like, num_labels=2)),
         "distilbert-classifier": lambda: tf.DistilBertForSequenceClassification(
@@ -358,9 +352,7 @@ def _model(kind: str, tok: Any, num_labels: int) -> Any:
                 **_labels(num_labels),
             )
         ),
-        "gpt2-classifier": lambda: tf.GPT2ForSequenceClassification(
-            tf.GPT2Config(**_gpt2(tok), **_labels(num_labels))
-        ),
+        "gpt2-classifier": lambda: tf.GPT2ForSequenceClassification(tf.GPT2Config(**_gpt2(tok), **_labels(num_labels))),
         "gpt2-lm": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(**_gpt2(tok))),
         "llama-lm": lambda: tf.LlamaForCausalLM(
             tf.LlamaConfig(
@@ -424,9 +416,7 @@ def _gpt2(tok: Any) -> dict[str, Any]:
     }
 
 
-def build_tiny_model(
-    kind: str, path: Path, *, padding_side: str = "right", seed: int = 0, num_labels: int = 2
-) -> Path:
+def build_tiny_model(kind: str, path: Path, *, padding_side: str = "right", seed: int = 0, num_labels: int = 2) -> Path:
     """Build the tiny ``kind`` model + tokenizer, save both into ``path`` and return ``path``.
 
     ``padding_side`` is stored in the tokenizer config; ``seed`` fixes the weights; ``num_labels``

@@ -37,8 +37,7 @@ class TokenScores:
     def __post_init__(self) -> None:
         if self.values.ndim != 3 or self.values.shape[0] != len(self.stage_labels):
             raise ValueError(
-                f"TokenScores.values must be (S, r, k) with S={len(self.stage_labels)}, "
-                f"got {self.values.shape}"
+                f"TokenScores.values must be (S, r, k) with S={len(self.stage_labels)}, got {self.values.shape}"
             )
         if not 0 <= self.default_stage < len(self.stage_labels):
             raise ValueError("default_stage out of range")

@@ -82,9 +82,7 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
         for i in wanted:
             values = np.array(
                 [
-                    nx.maximum_flow_value(
-                        graph, top + i, j, flow_func=shortest_augmenting_path, residual=residual
-                    )
+                    nx.maximum_flow_value(graph, top + i, j, flow_func=shortest_augmenting_path, residual=residual)
                     for j in range(n)
                 ]
             )  # (n,)

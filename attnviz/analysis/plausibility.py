@@ -17,9 +17,7 @@ def _check_scores(scores: np.ndarray, rationale: np.ndarray) -> tuple[np.ndarray
     s = np.asarray(scores, dtype=np.float64)
     r = np.asarray(rationale)
     if s.ndim != 1 or r.shape != s.shape or s.size == 0:
-        raise ValueError(
-            f"scores and rationale must both have shape (n,), n >= 1; got {s.shape} and {r.shape}"
-        )
+        raise ValueError(f"scores and rationale must both have shape (n,), n >= 1; got {s.shape} and {r.shape}")
     if r.dtype != np.bool_:
         raise ValueError(f"rationale must be a boolean mask; got dtype {r.dtype}")
     if not np.all(np.isfinite(s)):

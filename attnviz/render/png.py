@@ -103,9 +103,7 @@ def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence
         ax.tick_params(axis="x", labelbottom=True)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title(
-        f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10, pad=14
-    )
+    ax.set_title(f"{att.kind} attention, layer {layer + 1} (rows: queries, columns: keys)", fontsize=10, pad=14)
     cax = fig.add_axes((1 - 1.1 / width, 0.9 / height, 0.15 / width, 1 - 1.5 / height))
     fig.colorbar(image, cax=cax, label="attention weight")
     return _png(fig)
@@ -146,10 +144,10 @@ def metric_map(metric: HeadMetric) -> bytes:
         interpolation="nearest",
     )
     if heads * layers <= 400:
-        for (layer, h), value in np.ndenumerate(metric.values):
+        for (row, h), value in np.ndenumerate(metric.values):
             ax.text(
                 h,
-                l,
+                row,
                 f"{value:.2f}",
                 ha="center",
                 va="center",

@@ -58,9 +58,5 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
             soft_wrap=True,
         )
     for skipped in summary["skipped"]:
-        console.print(
-            Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"), soft_wrap=True
-        )
-    console.print(
-        Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True
-    )
+        console.print(Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"), soft_wrap=True)
+    console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True)

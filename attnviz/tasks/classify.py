@@ -28,10 +28,7 @@ def is_decoder_only(config: Any) -> bool:
     )
 
     model_type = getattr(config, "model_type", "")
-    return (
-        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-    )
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def label_names(config: Any) -> list[str]:

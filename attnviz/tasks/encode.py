@@ -21,9 +21,7 @@ def mean_pool(hidden: Any, mask: Any) -> Any:
 
 class EncodeTask(TaskAdapter):
     name = "encode"
-    description = (
-        "sentence encoder: mean-pooled embedding (pair: cosine similarity); explained row = mean of rows"
-    )
+    description = "sentence encoder: mean-pooled embedding (pair: cosine similarity); explained row = mean of rows"
 
     def matches(self, architecture: str, config: Any) -> bool:
         return architecture.endswith(("Model", "ForMaskedLM", "ForPreTraining"))
@@ -41,17 +39,13 @@ class EncodeTask(TaskAdapter):
 
     def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
         tok = loaded.tokenizer
-        streams = {
-            INPUT: encode_stream(tok, [ex.fields["text"] for ex in examples], None, max_length, loaded.device)
-        }
+        streams = {INPUT: encode_stream(tok, [ex.fields["text"] for ex in examples], None, max_length, loaded.device)}
         pairs = [ex.get("text_pair") for ex in examples]
         if any(p is not None for p in pairs):
             # Bi-encoder: the second text is encoded on its own; a missing one repeats the first.
             second = [p if p is not None else ex.fields["text"] for p, ex in zip(pairs, examples, strict=True)]
             streams[PAIR] = encode_stream(tok, second, None, max_length, loaded.device)
-        return Batch(
-            examples=list(examples), streams=streams, extras={"has_pair": [p is not None for p in pairs]}
-        )
+        return Batch(examples=list(examples), streams=streams, extras={"has_pair": [p is not None for p in pairs]})
 
     def forward(self, model: Any, batch: Batch) -> Forward:
         out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
@@ -85,9 +79,7 @@ class EncodeTask(TaskAdapter):
 
             second = forward.outputs[PAIR][b].detach().float().cpu()
             cos = float(torch.nn.functional.cosine_similarity(first, second, dim=0))
-            return Prediction(
-                text=f"cosine similarity {cos:.3f}", score=cos, details={"embedding_dim": dim}
-            ), rows
+            return Prediction(text=f"cosine similarity {cos:.3f}", score=cos, details={"embedding_dim": dim}), rows
         norm = float(first.norm())
         return Prediction(
             text=f"{dim}-d embedding, norm {norm:.3f}",

@@ -40,12 +40,8 @@ def random_attention(rng: np.random.Generator, shape: tuple[int, ...], causal: b
 
 def test_appendix_a2_gradient_weighted_means():
     cams = gradient_weighted(ATTN, GRAD)
-    np.testing.assert_allclose(
-        cams[0], [[0.25, 0.05, 0.35], [0.415, 0.12, 0.10], [0.01, 0.16, 0.18]], atol=1e-12
-    )
-    np.testing.assert_allclose(
-        cams[1], [[0.275, 0.15, 0.15], [0.175, 0.075, 0.20], [0.30, 0.175, 0.225]], atol=1e-12
-    )
+    np.testing.assert_allclose(cams[0], [[0.25, 0.05, 0.35], [0.415, 0.12, 0.10], [0.01, 0.16, 0.18]], atol=1e-12)
+    np.testing.assert_allclose(cams[1], [[0.275, 0.15, 0.15], [0.175, 0.075, 0.20], [0.30, 0.175, 0.225]], atol=1e-12)
 
 
 def test_appendix_a2_relevancy():
@@ -167,9 +163,7 @@ def test_encoder_decoder_with_negative_gradients():
     def neg(shape: tuple[int, ...]) -> np.ndarray:  # gradients <= 0 contribute nothing
         return -rng.random(shape)
 
-    r_dd, r_de = encoder_decoder_relevancy(
-        enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape)
-    )
+    r_dd, r_de = encoder_decoder_relevancy(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape))
     np.testing.assert_array_equal(r_dd, np.eye(3))
     np.testing.assert_array_equal(r_de, np.zeros((3, 4)))
     # Only the cross-attention gradients positive: R̄_dd = R̄_ee = I by the zero-row guard,

@@ -23,9 +23,7 @@ def test_identity_attention_rolls_out_to_identity():
 def test_appendix_a1_augmented_and_rollout_values():
     aug = residual_augment(np.array([A1, A2]))
     np.testing.assert_allclose(aug[0], [[0.8, 0.15, 0.05], [0.1, 0.75, 0.15], [0.05, 0.05, 0.9]], atol=1e-12)
-    np.testing.assert_allclose(
-        aug[1], [[0.6, 0.35, 0.05], [0.15, 0.65, 0.2], [0.25, 0.125, 0.625]], atol=1e-12
-    )
+    np.testing.assert_allclose(aug[1], [[0.6, 0.35, 0.05], [0.15, 0.65, 0.2], [0.25, 0.125, 0.625]], atol=1e-12)
     rollout = attention_rollout(np.array([A1, A2]))
     expected_l2 = [[0.5175, 0.355, 0.1275], [0.195, 0.52, 0.285], [0.24375, 0.1625, 0.59375]]
     np.testing.assert_allclose(rollout[1], expected_l2, rtol=0, atol=1e-9)
