@@ -148,9 +148,15 @@ REVERSE_INIT_STD = 0.1
 REVERSE_TRAIN = {"steps": 800, "lr": 1e-3}
 
 
+REVERSE_DISTINCT = False
+
+
 def reverse_sample(rng: random.Random, words: list[str] = REVERSE_WORDS) -> list[str]:
-    """4-7 distinct words (drawn without replacement, so every source word is unique)."""
-    return rng.sample(words, rng.randint(*REVERSE_LEN))
+    """4-7 words drawn with replacement (repeats make word-content shortcuts unreliable)."""
+    n = rng.randint(*REVERSE_LEN)
+    if REVERSE_DISTINCT:
+        return rng.sample(words, n)
+    return [rng.choice(words) for _ in range(n)]
 
 
 def reverse_eval(model: Any, tok: Any, rng: random.Random, n: int = 200) -> dict[str, float]:

@@ -156,3 +156,14 @@ def test_capture_is_frozen(tiny_loaded: Callable) -> None:
             sequences={"input": cap.sequences["input"]},
             attentions={"self": replace(cap.main, weights=cap.main.weights[:, :, :2, :2])},
         )
+
+
+def test_bfloat16_weights_still_give_float32_rows_that_sum_to_one(tiny_path: Callable) -> None:
+    from attnviz.config import ModelOptions
+    from attnviz.models import load_model
+
+    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier")), dtype="bfloat16"))
+    assert loaded.dtype == "bfloat16"
+    cap = capture_batch(loaded, examples(TEXTS[:1]), max_length=64)[0]
+    assert cap.main.weights.dtype == np.float32
+    np.testing.assert_allclose(cap.main.weights.sum(-1), 1.0, atol=2e-2)  # bf16 softmax is only ~1e-2 exact

@@ -83,6 +83,7 @@ def test_text_argument_stdin_and_several_inputs(tmp_path: Path, model: str) -> N
         stdin="from stdin\n",
     )
     assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert [e["id"] for e in summary["examples"]] == ["text-1", "stdin:1", "lines:1"]
     assert summary["run"]["inputs"] == ["<text>", "-", str(txt)]
