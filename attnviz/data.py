@@ -66,6 +66,8 @@ class TokenSeq:
         words: (w,) merged words: consecutive tokens with the same tokenizer word id.
         segments: (n,) 0 for the first text, 1 for ``text_pair``/context; special tokens take the
             segment they were placed in.
+        offsets: (n,) character span of each token in its segment's text ((0, 0) for special tokens).
+        segment_names: what each segment is (``text``, ``text_pair``; ``question``, ``context``; ...).
     """
 
     tokens: tuple[str, ...]
@@ -75,6 +77,7 @@ class TokenSeq:
     words: tuple[str, ...]
     segments: tuple[int, ...]
     offsets: tuple[tuple[int, int], ...] = ()
+    segment_names: tuple[str, ...] = ("text",)
 
     def __post_init__(self) -> None:
         n = len(self.tokens)

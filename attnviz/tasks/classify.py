@@ -100,7 +100,9 @@ class ClassifyTask(TaskAdapter):
         logits = forward.outputs.logits[b].detach().float().cpu()
         names = label_names(config)
         n = len(sequences[INPUT])
-        if is_decoder_only(config):
+        if getattr(config, "attnviz_pooling", None) == "mean":
+            rows = ExplainedRows(("mean of all tokens (mean pooling)",), np.full((1, n), 1.0 / n), "self")
+        elif is_decoder_only(config):
             rows = one_hot_rows(f"last token '{sequences[INPUT].tokens[-1]}'", n - 1, n, "self")
         else:
             rows = one_hot_rows(f"first token '{sequences[INPUT].tokens[0]}'", 0, n, "self")

@@ -8,15 +8,10 @@ from typing import Any
 import numpy as np
 
 from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.demo_model import mean_pool
 from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
 
 PAIR = "pair"
-
-
-def mean_pool(hidden: Any, mask: Any) -> Any:
-    """(B, n, D), (B, n) → (B, D): mask-weighted mean, as sentence-transformers pools."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
 
 class EncodeTask(TaskAdapter):
