@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -80,7 +81,7 @@ def render_reports(
                 loaded,
                 batch,
                 max_length=max_length,
-                max_new_tokens=options.max_new_tokens,
+                generation=options.generation,
                 gradients=gradients,
             )
             model_seconds += time.perf_counter() - tick
@@ -131,7 +132,7 @@ def run_info(
             "word_merge": options.word_merge,
             "on_error": options.on_error,
             "shard": f"{options.shard[0]}/{options.shard[1]}",
-            "max_new_tokens": options.max_new_tokens,
+            "generation": dataclasses.asdict(options.generation),
         },
     }
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.config import GenerationOptions
 from attnviz.data import AttentionMap, Capture, Example
 from attnviz.errors import ModelError
 from attnviz.models import LoadedModel
@@ -39,7 +40,7 @@ def capture_batch(
     examples: Sequence[Example],
     *,
     max_length: int,
-    max_new_tokens: int = 20,
+    generation: GenerationOptions | None = None,
     gradients: bool = False,
     target: str | None = None,
 ) -> list[Capture]:
@@ -49,7 +50,7 @@ def capture_batch(
         loaded: model, tokenizer and task.
         examples: the batch.
         max_length: truncation length in tokens.
-        max_new_tokens: generation budget for generative tasks without a target.
+        generation: how generative tasks continue inputs without a target (default: 20 greedy tokens).
         gradients: also capture d(score)/d(attention) for gradient-based methods.
         target: which label/score to explain (default: the prediction).
 
@@ -59,7 +60,7 @@ def capture_batch(
     import torch
 
     task = get_task(loaded.task)
-    batch = task.encode(examples, loaded, max_length, max_new_tokens)
+    batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
     context = torch.enable_grad() if gradients else torch.inference_mode()
     with context:
         forward = task.forward(loaded.model, batch)

@@ -159,11 +159,15 @@ def render(
     max_new_tokens: Annotated[
         int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)
     ] = 20,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample when generating (default: greedy).")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed for --sample.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for --sample.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass for --sample.")] = 1.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Render attention reports (HTML, PNG, summary.json) for texts or JSONL files."""
-    from attnviz.config import RenderOptions
+    from attnviz.config import GenerationOptions, RenderOptions
     from attnviz.inputs import parse_field_map
 
     if on_error not in ("stop", "skip"):
@@ -187,7 +191,7 @@ def render(
             word_merge=word_merge,  # type: ignore[arg-type]
             field_map=tuple(parse_field_map(field or []).items()),
             shard=_shard(shard),
-            max_new_tokens=max_new_tokens,
+            generation=GenerationOptions(max_new_tokens, sample, seed, temperature, top_p),
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress)

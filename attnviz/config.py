@@ -35,6 +35,31 @@ class ModelOptions:
 
 
 @dataclass(frozen=True)
+class GenerationOptions:
+    """How generative tasks continue an input that has no target.
+
+    Attributes:
+        max_new_tokens: tokens to generate.
+        do_sample: sample instead of greedy decoding.
+        seed: random seed for sampling (results are reproducible for a fixed seed).
+        temperature: sampling temperature.
+        top_p: nucleus sampling mass.
+    """
+
+    max_new_tokens: int = 20
+    do_sample: bool = False
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     """Everything ``render`` needs besides the inputs.
 
@@ -50,8 +75,7 @@ class RenderOptions:
         word_merge: how sub-word scores are merged into word scores.
         field_map: canonical field → JSONL column.
         shard: ``(index, count)`` slice of the input to process.
-        max_new_tokens: tokens to generate when a generative task has no target.
-        show_progress: draw a progress bar (only on a terminal).
+        generation: how generative tasks continue inputs that have no target.
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -65,8 +89,7 @@ class RenderOptions:
     word_merge: WordMerge = "sum"
     field_map: tuple[tuple[str, str], ...] = ()
     shard: tuple[int, int] = (0, 1)
-    max_new_tokens: int = 20
-    show_progress: bool = False
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -94,6 +94,11 @@ class TokenSeq:
     def special_mask(self) -> np.ndarray:
         return np.asarray(self.special, dtype=bool)
 
+    @property
+    def segment_starts(self) -> list[int]:
+        """Positions where a new segment begins (the second text of a pair, the context of a question)."""
+        return [i for i in range(1, len(self.segments)) if self.segments[i] != self.segments[i - 1]]
+
 
 @dataclass(frozen=True)
 class AttentionMap:

@@ -87,9 +87,8 @@ def load_model(options: ModelOptions) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from attnviz.tasks import detect_task, get_task
-
     from attnviz.demo_model import SENTIMENT_HEAD_DIR, is_head_folder
+    from attnviz.tasks import detect_task, get_task
 
     requested = options.name or "demo-sentiment"
     shown = DEMO_MODELS.get(requested, requested)

@@ -60,8 +60,28 @@ class ExampleReport:
 
     def top_words(self, scores: TokenScores, k: int = 3) -> list[tuple[str, float]]:
         """The k highest-scoring words (special tokens excluded), ties broken by position."""
+        return self._top(scores, self.word_scores(scores), k)
+
+    def row_views(self, scores: TokenScores, k: int = 3) -> list[dict[str, Any]]:
+        """Per explained row at the default stage: its top k words and the mass on the first token.
+
+        The first token is where heads park attention they do not need (the "sink"), so its mass is
+        reported apart from the words it would otherwise crowd out.
+        """
         seq: TokenSeq = self.capture.sequences[scores.sequence]
-        values = self.word_scores(scores)
+        rows = scores.values[scores.default_stage]  # (r, k)
+        out = []
+        for label, row in zip(self.capture.explained.labels, rows, strict=True):
+            words = merge_to_words(row, seq, self.word_merge)
+            first_word = seq.word_ids[0]
+            if first_word is not None:  # no special first token: the sink is the first word itself
+                words = words.copy()
+                words[first_word] -= row[0]
+            out.append({"row": label, "top": self._top(scores, words, k), "first_token": float(row[0])})
+        return out
+
+    def _top(self, scores: TokenScores, values: np.ndarray, k: int) -> list[tuple[str, float]]:
+        seq: TokenSeq = self.capture.sequences[scores.sequence]
         order = sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
         return [(seq.words[i], float(values[i])) for i in order]
 

@@ -53,6 +53,10 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
             "tokens": [_r(v) for v in ts.at()],
             "words": [_r(v) for v in report.word_scores(ts)],
             "top_words": [[w, _r(s)] for w, s in report.top_words(ts, 3)],
+            "rows": [
+                {"row": v["row"], "top_words": [[w, _r(s)] for w, s in v["top"]], "first_token": _r(v["first_token"])}
+                for v in report.row_views(ts)
+            ],
         }
     heads: dict[str, dict[str, Any]] = {}
     for metric in report.head_metrics:
@@ -71,6 +75,7 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
             "score": None if prediction.score is None else _r(prediction.score),
             "probabilities": {k: _r(v) for k, v in prediction.probabilities.items()},
             "correct": correct,
+            "details": _plain(prediction.details),
         },
         "truncated": capture.truncated,
         "original_length": capture.original_length,
@@ -84,6 +89,17 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
         "mean_entropy": None if entropy is None else _r(entropy.values.mean()),
         "mean_special_share": None if special is None else _r(special.values.mean()),
     }
+
+
+def _plain(value: Any) -> Any:
+    """Task details as JSON-ready values with floats rounded like everything else."""
+    if isinstance(value, float):
+        return _r(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def skipped_summary(record: SkippedRecord) -> dict[str, Any]:

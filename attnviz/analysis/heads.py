@@ -58,6 +58,33 @@ class HeadDiagnostics:
 
     def _metrics(self, capture: Capture, att: AttentionMap) -> list[HeadMetric]:
         special = capture.sequences[att.key].special_mask
+        return [*self._basic(att, special), *self._cross_segment(capture, att)]
+
+    def _cross_segment(self, capture: Capture, att: AttentionMap) -> list[HeadMetric]:
+        """For two-segment inputs (pairs, question + context): attention mass crossing segments."""
+        seq = capture.sequences[att.key]
+        if att.query != att.key or len(set(seq.segments)) < 2:
+            return []
+        segments = np.asarray(seq.segments)
+        real = ~seq.special_mask
+        names = seq.segment_names
+        metrics = []
+        for a, b in ((0, 1), (1, 0)):
+            rows = (segments == a) & real
+            cols = (segments == b) & real
+            values = att.weights[:, :, rows][..., cols].astype(np.float64).sum(axis=-1).mean(axis=-1)
+            metrics.append(
+                HeadMetric(
+                    name=f"cross_{a}_to_{b}",
+                    label=f"{names[a]} → {names[b]}",
+                    values=values,
+                    attention=att.kind,
+                    note=f"mean over {names[a]} tokens of the mass on {names[b]} tokens (special tokens left out)",
+                )
+            )
+        return metrics
+
+    def _basic(self, att: AttentionMap, special: np.ndarray) -> list[HeadMetric]:
         return [
             HeadMetric(
                 name="entropy",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -136,19 +136,45 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
                 "default_stage": scores.default_stage,
                 "units": token_units(report, seq, scores, scores.default_stage),
                 "top": report.top_words(scores, 5),
+                "rows": report.row_views(scores),
                 "stages": stages,
             }
         )
     return views
 
 
-def heatmap_table(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence[str]) -> dict[str, Any]:
+def task_panel(report: ExampleReport) -> dict[str, Any] | None:
+    """What only this task shows: the answer span in its context (qa); prompt or source and output."""
+    capture = report.capture
+    details = capture.prediction.details
+    if capture.task == "qa":
+        context = capture.example.fields["context"]
+        start, end = details["char_start"], details["char_end"]
+        return {
+            "kind": "qa",
+            "question": capture.example.fields["question"],
+            "before": context[:start],
+            "answer": context[start:end],
+            "after": context[end:],
+        }
+    if capture.task in ("lm", "seq2seq"):
+        return {
+            "kind": capture.task,
+            "generated": details.get("generated", False),
+            "source": capture.example.get("source") or capture.example.get("text"),
+        }
+    return None
+
+
+def heatmap_table(att: AttentionMap, layer: int, rows: TokenSeq, cols: TokenSeq) -> dict[str, Any]:
     """The head-mean matrix of one layer as table cells (the script redraws other layers/heads)."""
     matrix = att.weights[layer].mean(axis=0)
     vmax = float(matrix.max()) or 1.0
     return {
-        "rows": list(rows),
-        "cols": list(cols),
+        "rows": list(rows.tokens),
+        "cols": list(cols.tokens),
+        "row_breaks": rows.segment_starts,
+        "col_breaks": cols.segment_starts,
         "cells": [[_cell(v, vmax) for v in row] for row in matrix],
         "layer": layer,
     }
@@ -185,8 +211,8 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
     capture = report.capture
     attentions = []
     for att in capture.attentions.values():
-        rows = capture.sequences[att.query].tokens
-        cols = capture.sequences[att.key].tokens
+        rows = capture.sequences[att.query]
+        cols = capture.sequences[att.key]
         grids = [
             {"layer": layer + 1, "src": data_uri(figures[name])}
             for layer in range(att.num_layers)
@@ -226,6 +252,7 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
         prediction=prediction,
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
         explained=capture.explained.labels,
+        panel=task_panel(report),
         truncated=capture.truncated,
         original_length=capture.original_length,
         lengths={name: len(seq) for name, seq in capture.sequences.items()},

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.analysis import HeadMetric
-from attnviz.data import AttentionMap
+from attnviz.data import AttentionMap, TokenSeq
 from attnviz.render.base import example_dir, register_renderer
 from attnviz.render.colors import matplotlib_cmap
 from attnviz.report import ExampleReport
@@ -44,13 +44,14 @@ def _label_axes(ax: Any, rows: Sequence[str], cols: Sequence[str], small: bool =
         ax.set_yticks(range(len(rows)), list(rows), fontsize=size, parse_math=False)
 
 
-def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence[str]) -> bytes:
+def head_grid(att: AttentionMap, layer: int, row_seq: TokenSeq, col_seq: TokenSeq) -> bytes:
     """All heads of one layer as a grid of heatmaps sharing one colour bar (0 to the layer's max).
 
     The heads are tiled into one image on one axes: drawing a dozen separate axes per layer made the
     PNG step the slowest part of a run.
     """
     heads, q, k = att.weights.shape[1:]
+    rows, cols = row_seq.tokens, col_seq.tokens
     ncols = min(GRID_COLUMNS, heads)
     nrows = math.ceil(heads / ncols)
     gap = max(1, round(0.12 * max(q, k)))
@@ -81,6 +82,7 @@ def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence
                 edgecolor="#b0b7c0",
             )
         )
+        _segment_lines(ax, row_seq, col_seq, x0=c * (k + gap), y0=r * (q + gap))
         ax.text(
             c * (k + gap) + (k - 1) / 2,
             r * (q + gap) - 0.6,
@@ -109,8 +111,18 @@ def head_grid(att: AttentionMap, layer: int, rows: Sequence[str], cols: Sequence
     return _png(fig)
 
 
-def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str) -> bytes:
+def _segment_lines(ax: Any, row_seq: TokenSeq, col_seq: TokenSeq, x0: float = 0, y0: float = 0) -> None:
+    """Mark where the second segment (text pair, context, continuation) starts."""
+    q, k = len(row_seq), len(col_seq)
+    for i in row_seq.segment_starts:
+        ax.plot([x0 - 0.5, x0 + k - 0.5], [y0 + i - 0.5] * 2, color="#c55a11", linewidth=0.8)
+    for j in col_seq.segment_starts:
+        ax.plot([x0 + j - 0.5] * 2, [y0 - 0.5, y0 + q - 0.5], color="#c55a11", linewidth=0.8)
+
+
+def heatmap(matrix: np.ndarray, row_seq: TokenSeq, col_seq: TokenSeq, title: str) -> bytes:
     """One full-size labelled heatmap."""
+    rows, cols = row_seq.tokens, col_seq.tokens
     side = max(4.0, min(14.0, 0.28 * max(len(rows), len(cols)) + 2.0))
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot()
@@ -123,6 +135,7 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], cols: Sequence[str], title:
         interpolation="nearest",
     )
     _label_axes(ax, rows, cols)
+    _segment_lines(ax, row_seq, col_seq)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title, fontsize=10)
@@ -186,8 +199,8 @@ def draw_example(report: ExampleReport) -> dict[str, bytes]:
     capture = report.capture
     figures: dict[str, bytes] = {}
     for att in capture.attentions.values():
-        rows = capture.sequences[att.query].tokens
-        cols = capture.sequences[att.key].tokens
+        rows = capture.sequences[att.query]
+        cols = capture.sequences[att.key]
         for layer in range(att.num_layers):
             figures[figure_name("heads", att.kind, f"layer{layer + 1}")] = head_grid(att, layer, rows, cols)
         last = att.num_layers - 1

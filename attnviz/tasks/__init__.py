@@ -8,11 +8,14 @@ from attnviz.registry import Registry
 from attnviz.tasks.base import TaskAdapter
 from attnviz.tasks.classify import ClassifyTask
 from attnviz.tasks.encode import EncodeTask
+from attnviz.tasks.lm import LanguageModelTask
+from attnviz.tasks.qa import QuestionAnsweringTask
+from attnviz.tasks.seq2seq import Seq2SeqTask
 
 TASKS: Registry[TaskAdapter] = Registry("task")
 
 # Order matters for detection: the most specific heads first, plain encoders last.
-for _task in (ClassifyTask(), EncodeTask()):
+for _task in (ClassifyTask(), QuestionAnsweringTask(), Seq2SeqTask(), LanguageModelTask(), EncodeTask()):
     TASKS.register(_task.name)(_task)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.config import GenerationOptions
 from attnviz.data import Example, ExplainedRows, Prediction, TokenSeq
 
 
@@ -106,7 +107,7 @@ class TaskAdapter(ABC):
         """Attention kinds captured for example ``b`` and the streams their queries/keys index."""
 
     @abstractmethod
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
+    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
         """Tokenise (and, for generative tasks, generate) a batch."""
 
     @abstractmethod

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.config import GenerationOptions
 from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
 from attnviz.errors import InputError
 from attnviz.tasks.base import (
@@ -62,7 +63,7 @@ class ClassifyTask(TaskAdapter):
     def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
         return {"self": AttentionLayout(INPUT, INPUT, causal=batch.extras["causal"])}
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
+    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
         stream = encode_stream(
             loaded.tokenizer,
             [ex.fields["text"] for ex in examples],

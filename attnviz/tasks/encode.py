@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.config import GenerationOptions
 from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
 from attnviz.demo_model import mean_pool
 from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
@@ -32,7 +33,7 @@ class EncodeTask(TaskAdapter):
             layout[PAIR] = AttentionLayout(PAIR, PAIR)
         return layout
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, max_new_tokens: int) -> Batch:
+    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
         tok = loaded.tokenizer
         streams = {INPUT: encode_stream(tok, [ex.fields["text"] for ex in examples], None, max_length, loaded.device)}
         pairs = [ex.get("text_pair") for ex in examples]

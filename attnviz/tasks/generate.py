@@ -1,0 +1,45 @@
+"""Generation for examples that have no target: greedy by default, seeded sampling on request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attnviz.config import GenerationOptions
+
+
+def generate_ids(model: Any, tokenizer: Any, input_ids: list[int], generation: GenerationOptions) -> list[int]:
+    """Generate a continuation for one example and return the new token ids.
+
+    One example at a time: no padding, so nothing depends on what else is in the batch. Padding
+    after an end-of-sequence token is dropped.
+    """
+    import torch
+
+    ids = torch.tensor([input_ids], dtype=torch.long, device=model.device)
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": generation.max_new_tokens,
+        "do_sample": generation.do_sample,
+        "num_beams": 1,
+        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    }
+    if generation.do_sample:
+        kwargs.update(temperature=generation.temperature, top_p=generation.top_p)
+        torch.manual_seed(generation.seed)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    new = out[0].tolist()
+    if not model.config.is_encoder_decoder:
+        new = new[len(input_ids) :]
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos in new:
+        new = new[: new.index(eos) + 1]
+    return new
+
+
+def continuation_logprobs(logits: Any, targets: Any) -> Any:
+    """(B, T, V) logits and (B, T) target ids → (B, T) log-probabilities of the targets."""
+    import torch
+
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
