@@ -41,6 +41,7 @@ def build_token_seq(
     spans: list[tuple[int, int, int]] = []  # (sequence id, start, end) of each word
     last_key: tuple[int, int] | None = None
     previous_end = -1
+    previous_blank = False
     for i in range(n):
         seq = sequence_ids[i]
         start, end = offsets[i] if offsets else (0, 0)
@@ -52,7 +53,7 @@ def build_token_seq(
             continue
         wid = word_ids[i] if word_ids[i] is not None else -1 - i
         key = (seq, wid)
-        if key != last_key or _starts_word(texts[seq], start, end, previous_end):
+        if key != last_key or (not previous_blank and _starts_word(texts[seq], start, end, previous_end)):
             spans.append((seq, start, end))
             words.append("")
         else:
@@ -60,6 +61,7 @@ def build_token_seq(
             spans[-1] = (s, w_start, end)
         last_key = key
         previous_end = end
+        previous_blank = not covered.strip()  # a lone space piece starts the word the next piece continues
         token_word.append(len(spans) - 1)
     for w, (seq, start, end) in enumerate(spans):
         text = texts[seq][start:end].strip()
@@ -84,8 +86,9 @@ def seq_from_ids(tokenizer: Any, ids: Sequence[int], boundary: int, segment_name
     """
     special_ids = set(tokenizer.all_special_ids)
     pieces = tokenizer.convert_ids_to_tokens(list(ids))
-    texts, offsets, special, seq_ids = "", [], [], []
+    texts, offsets, special, seq_ids, word_ids = "", [], [], [], []
     previous = ""
+    word, last_punct, last_blank = -1, True, False
     for i, token_id in enumerate(ids):
         is_special = token_id in special_ids
         decoded = tokenizer.decode(list(ids[: i + 1]), skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -97,9 +100,15 @@ def seq_from_ids(tokenizer: Any, ids: Sequence[int], boundary: int, segment_name
         offsets.append((start, len(texts)) if not is_special else (0, 0))
         special.append(is_special)
         seq_ids.append(None if is_special else int(i >= boundary))
-    return build_token_seq(
-        pieces, special, seq_ids, [None if s else 0 for s in special], offsets, (texts, texts), segment_names
-    )
+        # Punctuation is a word of its own, as word-level pre-tokenizers treat it.
+        # A lone space piece (``▁``) starts a word that the next piece continues.
+        punct = bool(piece.strip()) and not any(ch.isalnum() for ch in piece)
+        if is_special or punct or last_punct or (piece[:1].isspace() and not last_blank):
+            word += 1
+        last_punct = punct or is_special
+        last_blank = not piece.strip()
+        word_ids.append(None if is_special else word)
+    return build_token_seq(pieces, special, seq_ids, word_ids, offsets, (texts, texts), segment_names)
 
 
 def _starts_word(text: str, start: int, end: int, previous_end: int) -> bool:

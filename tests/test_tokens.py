@@ -82,3 +82,18 @@ def test_slow_tokenizer_falls_back_to_tokens(tiny_path: Callable[..., Path]) -> 
     seq = token_seq(stream, 0, tok)
     assert len(seq.words) == sum(1 for s in seq.special if not s)
     assert seq.special[-1]  # </s>
+
+
+@pytest.mark.parametrize("kind", ["gpt2-lm", "llama-lm", "t5-seq2seq", "marian-seq2seq"])
+def test_words_from_ids_for_byte_bpe_and_sentencepiece(tiny_path: Callable[..., Path], kind: str) -> None:
+    """Generated ids have no encoding: words come from decoding (spaces and punctuation split them)."""
+    from transformers import AutoTokenizer
+
+    from attnviz.tokens import seq_from_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_path(kind))
+    prompt = tok("In machine learning,", add_special_tokens=False)["input_ids"]
+    continuation = tok(" attention is a mechanism.", add_special_tokens=False)["input_ids"]
+    seq = seq_from_ids(tok, prompt + continuation, len(prompt), ("prompt", "continuation"))
+    assert seq.words == ("In", "machine", "learning", ",", "attention", "is", "a", "mechanism", ".")
+    assert seq.segments[len(prompt) - 1] == 0 and seq.segments[len(prompt)] == 1

@@ -210,7 +210,9 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
 
     capture = report.capture
     attentions = []
-    for att in capture.attentions.values():
+    # The attention the explanation is read from comes first (cross-attention for seq2seq).
+    ordered = sorted(capture.attentions.values(), key=lambda a: a.kind != capture.explained.attention)
+    for att in ordered:
         rows = capture.sequences[att.query]
         cols = capture.sequences[att.key]
         grids = [

@@ -97,7 +97,11 @@ class LanguageModelTask(TaskAdapter):
         for r, t in enumerate(positions):
             weights[r, t - 1] = 1.0  # the row that predicted token t
         labels = tuple(f"→ {seq.tokens[t]!r} (token {t + 1})" for t in positions)
-        text = loaded.tokenizer.decode(batch.streams[INPUT].input_ids[b, start:n].tolist(), skip_special_tokens=True)
+        ids = batch.streams[INPUT].input_ids[b, :n].tolist()
+        # Decode with the prompt so tokenizers that drop a leading space (SentencePiece) keep it.
+        full = loaded.tokenizer.decode(ids, skip_special_tokens=True)
+        prefix = loaded.tokenizer.decode(ids[:start], skip_special_tokens=True)
+        text = full[len(prefix) :] if full.startswith(prefix) else loaded.tokenizer.decode(ids[start:])
         details = {
             "generated": batch.extras["generated"][b],
             "prompt_tokens": start,
