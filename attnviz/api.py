@@ -170,7 +170,8 @@ def _prepare_out(out: Path) -> Path:
 def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any]) -> None:
     from attnviz.render.png import draw_example
 
-    figures = draw_example(report) if any(r.needs_figures for r in renderers) else {}
+    groups = frozenset().union(*(r.needs_figures for r in renderers))
+    figures = draw_example(report, groups) if groups else {}
     try:
         for renderer in renderers:
             renderer.write_example(report, figures, out, run)

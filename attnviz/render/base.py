@@ -13,12 +13,13 @@ from attnviz.report import ExampleReport
 class Renderer(Protocol):
     """Writes one output format: per example as the run goes, then once for the whole run.
 
-    ``needs_figures`` asks the pipeline to draw the example's PNG figures (shared by png and html).
+    ``needs_figures`` names the figure groups (see ``render.png.draw_example``) the pipeline must draw;
+    figures are drawn once per example and shared by every renderer.
     """
 
     name: str
     description: str
-    needs_figures: bool
+    needs_figures: frozenset[str]
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

@@ -274,7 +274,7 @@ def index_page(summary: Mapping[str, Any]) -> str:
 class HtmlRenderer:
     name = "html"
     description = "examples/<id>.html per example and index.html (self-contained, no network)"
-    needs_figures = True
+    needs_figures = frozenset({"heads", "scores"})  # maps and the mean heatmap are HTML tables here
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

@@ -20,7 +20,7 @@ def dumps(document: Mapping[str, Any]) -> str:
 class JsonRenderer:
     name = "json"
     description = "summary.json: run metadata, per-example tokens, prediction, scores and head diagnostics"
-    needs_figures = False
+    needs_figures: frozenset[str] = frozenset()
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
@@ -34,7 +34,7 @@ class JsonRenderer:
 class TensorRenderer:
     name = "tensors"
     description = "examples/<id>.npz: raw attention (layers, heads, n, n) per attention kind, with tokens"
-    needs_figures = False
+    needs_figures: frozenset[str] = frozenset()
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

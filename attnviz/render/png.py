@@ -120,12 +120,31 @@ def _segment_lines(ax: Any, row_seq: TokenSeq, col_seq: TokenSeq, x0: float = 0,
         ax.plot([x0 + j - 0.5] * 2, [y0 - 0.5, y0 + q - 0.5], color="#c55a11", linewidth=0.8)
 
 
+def _fixed_axes(width: float, height: float, rows: Sequence[str], cols: Sequence[str]) -> tuple[Any, Any]:
+    """A figure whose margins are sized from the longest tick label, plus room for a colour bar.
+
+    Fixed margins instead of a layout engine: measuring every label again made each figure slow.
+    """
+    char = 0.075  # inches per character of 8 pt text
+    left = 0.7 + char * max((len(r) for r in rows), default=1) if len(rows) <= MAX_LABELLED_TOKENS else 0.8
+    bottom = 0.7 + char * max((len(c) for c in cols), default=1) if len(cols) <= MAX_LABELLED_TOKENS else 0.8
+    top, right = 0.5, 1.4
+    fig = _figure(width + left + right, height + bottom + top, layout=None)
+    total_w, total_h = width + left + right, height + bottom + top
+    fig.subplots_adjust(left=left / total_w, right=1 - right / total_w, bottom=bottom / total_h, top=1 - top / total_h)
+    fig.attnviz_colorbar_box = (1 - (right - 0.25) / total_w, bottom / total_h, 0.18 / total_w, height / total_h)
+    return fig, fig.add_subplot()
+
+
+def _colorbar(fig: Any, image: Any, label: str) -> None:
+    fig.colorbar(image, cax=fig.add_axes(fig.attnviz_colorbar_box), label=label)
+
+
 def heatmap(matrix: np.ndarray, row_seq: TokenSeq, col_seq: TokenSeq, title: str) -> bytes:
     """One full-size labelled heatmap."""
     rows, cols = row_seq.tokens, col_seq.tokens
     side = max(4.0, min(14.0, 0.28 * max(len(rows), len(cols)) + 2.0))
-    fig = _figure(side + 1.2, side)
-    ax = fig.add_subplot()
+    fig, ax = _fixed_axes(side, side, rows, cols)
     image = ax.imshow(
         matrix,
         cmap=matplotlib_cmap(),
@@ -139,15 +158,14 @@ def heatmap(matrix: np.ndarray, row_seq: TokenSeq, col_seq: TokenSeq, title: str
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query (attending)")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, label="attention weight")
+    _colorbar(fig, image, "attention weight")
     return _png(fig)
 
 
 def metric_map(metric: HeadMetric) -> bytes:
     """A layer × head map of one head metric, with the values written in the cells."""
     layers, heads = metric.values.shape
-    fig = _figure(max(4.0, 0.55 * heads + 2.0), max(2.5, 0.45 * layers + 1.4))
-    ax = fig.add_subplot()
+    fig, ax = _fixed_axes(max(3.0, 0.55 * heads), max(1.5, 0.45 * layers), ["00"], ["00"])
     image = ax.imshow(
         metric.values,
         cmap=matplotlib_cmap(),
@@ -172,7 +190,7 @@ def metric_map(metric: HeadMetric) -> bytes:
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(f"{metric.label} ({metric.attention} attention)", fontsize=10)
-    fig.colorbar(image, ax=ax, label=metric.label)
+    _colorbar(fig, image, metric.label)
     return _png(fig)
 
 
@@ -194,25 +212,30 @@ def figure_name(*parts: str) -> str:
     return "_".join(parts) + ".png"
 
 
-def draw_example(report: ExampleReport) -> dict[str, bytes]:
-    """Every figure for an example, by file name (deterministic order)."""
+FIGURE_GROUPS = frozenset({"heads", "mean", "metrics", "scores"})
+
+
+def draw_example(report: ExampleReport, groups: frozenset[str] = FIGURE_GROUPS) -> dict[str, bytes]:
+    """The example's figures in the requested groups, by file name (deterministic order).
+
+    Groups: ``heads`` (every head of each layer), ``mean`` (last layer, mean of heads, labelled),
+    ``metrics`` (layer × head maps), ``scores`` (word-score bars).
+    """
     capture = report.capture
     figures: dict[str, bytes] = {}
     for att in capture.attentions.values():
         rows = capture.sequences[att.query]
         cols = capture.sequences[att.key]
-        for layer in range(att.num_layers):
+        for layer in range(att.num_layers if "heads" in groups else 0):
             figures[figure_name("heads", att.kind, f"layer{layer + 1}")] = head_grid(att, layer, rows, cols)
         last = att.num_layers - 1
-        figures[figure_name("mean", att.kind)] = heatmap(
-            att.weights[last].mean(axis=0),
-            rows,
-            cols,
-            f"{att.kind} attention, layer {last + 1}, mean of heads",
-        )
-    for metric in report.head_metrics:
+        if "mean" in groups:
+            figures[figure_name("mean", att.kind)] = heatmap(
+                att.weights[last].mean(axis=0), rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
+            )
+    for metric in report.head_metrics if "metrics" in groups else ():
         figures[figure_name(metric.name, metric.attention)] = metric_map(metric)
-    for scores in report.token_scores:
+    for scores in report.token_scores if "scores" in groups else ():
         seq = capture.sequences[scores.sequence]
         figures[figure_name("scores", scores.method)] = score_bars(
             seq.words,
@@ -231,7 +254,7 @@ def write_figures(figures: dict[str, bytes], folder: Path) -> None:
 class PngRenderer:
     name = "png"
     description = "examples/<id>/*.png: head grids per layer, head-metric maps, score bars, mean heatmap"
-    needs_figures = True
+    needs_figures = FIGURE_GROUPS
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
