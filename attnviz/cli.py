@@ -137,7 +137,7 @@ def render(
         list[str] | None,
         typer.Option(
             "--method",
-            help="Analyses (repeat or comma-separate; 'all' for every one). Default: attention, heads.",
+            help="Analyses, repeated or comma-separated ('all': every one). Default: see 'attnviz list'.",
         ),
     ] = None,
     fmt: Annotated[
@@ -167,7 +167,7 @@ def render(
     debug: DebugOpt = False,
 ) -> None:
     """Render attention reports (HTML, PNG, summary.json) for texts or JSONL files."""
-    from attnviz.config import GenerationOptions, RenderOptions
+    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, GenerationOptions, RenderOptions
     from attnviz.inputs import parse_field_map
 
     if on_error not in ("stop", "skip"):
@@ -184,8 +184,8 @@ def render(
             out_dir=out,
             max_length=max_length,
             batch_size=batch_size,
-            methods=_split(method) or ("attention", "heads"),
-            formats=_split(fmt) or ("html", "png", "json"),
+            methods=_split(method) or DEFAULT_METHODS,
+            formats=_split(fmt) or DEFAULT_FORMATS,
             on_error=on_error,  # type: ignore[arg-type]
             save_tensors=save_tensors,
             word_merge=word_merge,  # type: ignore[arg-type]
@@ -205,8 +205,12 @@ def render(
 @app.command("list")
 def list_names() -> None:
     """List the registered tasks, methods and output formats."""
+    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS
+
     for kind in ("task", "method", "format"):
         out_console.print(f"{kind}s: {_names(kind)}", markup=False, highlight=False)
+    out_console.print(f"default methods: {', '.join(DEFAULT_METHODS)}", markup=False, highlight=False)
+    out_console.print(f"default formats: {', '.join(DEFAULT_FORMATS)}", markup=False, highlight=False)
 
 
 def main() -> None:

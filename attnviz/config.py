@@ -8,6 +8,9 @@ from typing import Literal
 
 from attnviz.inputs import OnError
 
+DEFAULT_METHODS = ("attention", "rollout", "relevancy", "heads")
+DEFAULT_FORMATS = ("html", "png", "json")
+
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 WordMerge = Literal["sum", "mean", "max"]
@@ -82,8 +85,8 @@ class RenderOptions:
     out_dir: Path = Path("attnviz-report")
     max_length: int | None = None
     batch_size: int = 8
-    methods: tuple[str, ...] = ("attention", "heads")
-    formats: tuple[str, ...] = ("html", "png", "json")
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    formats: tuple[str, ...] = DEFAULT_FORMATS
     on_error: OnError = "stop"
     save_tensors: bool = False
     word_merge: WordMerge = "sum"

@@ -133,6 +133,8 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
             "entropy_self.png",
             "special_share_self.png",
             "scores_attention.png",
+            "scores_rollout.png",
+            "scores_relevancy.png",
         ]
     )
     for name in names:

@@ -34,11 +34,12 @@ def test_sample_renders(tiny_loaded: Callable, tmp_path: Path, sample: str, kind
     assert summary["status"] == "complete" and summary["run"]["task"] == task
     assert summary["counts"]["examples"] == len(lines)
     page = BeautifulSoup((tmp_path / summary["examples"][0]["page"]).read_text(encoding="utf-8"), "html.parser")
-    kinds = [table["data-kind"] for table in page.select('table.heat[data-kind]')]
+    kinds = [table["data-kind"] for table in page.select("table.heat[data-kind]")]
     expected = {"seq2seq": ["cross", "encoder", "decoder"]}.get(task, ["self"])
     assert kinds == expected
     if task == "qa":
         assert page.select_one("mark.answer").get_text() == summary["examples"][0]["prediction"]["text"]
     if task in ("lm", "seq2seq"):
-        rows = page.select("table.rows tbody tr")
+        first = page.select_one('.card.method[data-method="attention"]')
+        rows = first.select("table.rows tbody tr")
         assert len(rows) == len(summary["examples"][0]["scores"]["attention"]["rows"]) > 0

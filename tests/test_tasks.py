@@ -26,8 +26,10 @@ def test_lm_rows_are_causal_and_explain_each_continuation_token(tiny_loaded: Cal
     loaded = tiny_loaded(kind)
     assert loaded.task == "lm"
     given, generated = capture_batch(
-        loaded, [ex(0, text="I really loved", target=" this movie"), ex(1, text="The cat sat on")],
-        max_length=64, generation=GEN,
+        loaded,
+        [ex(0, text="I really loved", target=" this movie"), ex(1, text="The cat sat on")],
+        max_length=64,
+        generation=GEN,
     )
     for cap in (given, generated):
         att = cap.main
@@ -53,8 +55,14 @@ def test_lm_teacher_forced_capture_equals_generate_step_by_step(tiny_loaded: Cal
     prompt_text = "The cat sat on"
     cap = capture_batch(loaded, [ex(text=prompt_text)], max_length=64, generation=GEN)[0]
     prompt = loaded.tokenizer(prompt_text, return_tensors="pt")
-    out = loaded.model.generate(**prompt, max_new_tokens=GEN.max_new_tokens, do_sample=False, output_attentions=True,
-                                return_dict_in_generate=True, pad_token_id=loaded.tokenizer.pad_token_id)
+    out = loaded.model.generate(
+        **prompt,
+        max_new_tokens=GEN.max_new_tokens,
+        do_sample=False,
+        output_attentions=True,
+        return_dict_in_generate=True,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+    )
     p = prompt["input_ids"].shape[1]
     steps = out.attentions  # step 0: (1, H, p, p) per layer; step k: (1, H, 1, p + k)
     for layer in range(cap.main.num_layers):
@@ -71,8 +79,10 @@ def test_seq2seq_captures_three_attention_kinds(tiny_loaded: Callable, kind: str
     loaded = tiny_loaded(kind)
     assert loaded.task == "seq2seq"
     given, generated = capture_batch(
-        loaded, [ex(0, source="I loved it.", target="Ich liebte es."), ex(1, source="The cat sat on the mat.")],
-        max_length=64, generation=GEN,
+        loaded,
+        [ex(0, source="I loved it.", target="Ich liebte es."), ex(1, source="The cat sat on the mat.")],
+        max_length=64,
+        generation=GEN,
     )
     for cap in (given, generated):
         assert set(cap.attentions) == {"encoder", "decoder", "cross"}
@@ -91,18 +101,28 @@ def test_seq2seq_teacher_forced_capture_equals_generate(tiny_loaded: Callable, k
     loaded = tiny_loaded(kind)
     cap = capture_batch(loaded, [ex(source="The cat sat on the mat.")], max_length=64, generation=GEN)[0]
     enc = loaded.tokenizer("The cat sat on the mat.", return_tensors="pt")
-    out = loaded.model.generate(**enc, max_new_tokens=GEN.max_new_tokens, do_sample=False, num_beams=1,
-                                output_attentions=True, return_dict_in_generate=True)
+    out = loaded.model.generate(
+        **enc,
+        max_new_tokens=GEN.max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        output_attentions=True,
+        return_dict_in_generate=True,
+    )
     produced = out.sequences[0, 1:].tolist()
     assert cap.prediction.details["target_tokens"] == list(cap.sequences["target"].tokens)
     assert len(cap.sequences["target"]) == len(produced[: len(cap.sequences["target"])])
     for k in range(len(cap.sequences["target"])):
         for layer in range(cap.attentions["cross"].num_layers):
             # stored target row k is decoder position k, the step that produced target token k
-            np.testing.assert_allclose(cap.attentions["cross"].weights[layer, :, k],
-                                       out.cross_attentions[k][layer][0, :, 0].numpy(), atol=1e-5)
-            np.testing.assert_allclose(cap.attentions["decoder"].weights[layer, :, k, : k + 1],
-                                       out.decoder_attentions[k][layer][0, :, 0].numpy(), atol=1e-5)
+            np.testing.assert_allclose(
+                cap.attentions["cross"].weights[layer, :, k], out.cross_attentions[k][layer][0, :, 0].numpy(), atol=1e-5
+            )
+            np.testing.assert_allclose(
+                cap.attentions["decoder"].weights[layer, :, k, : k + 1],
+                out.decoder_attentions[k][layer][0, :, 0].numpy(),
+                atol=1e-5,
+            )
     np.testing.assert_allclose(cap.attentions["encoder"].weights[0], out.encoder_attentions[0][0].numpy(), atol=1e-5)
 
 
@@ -136,15 +156,17 @@ def test_qa_needs_question_and_context(tiny_loaded: Callable, tmp_path) -> None:
     data = tmp_path / "qa.jsonl"
     data.write_text('{"question": "who?"}\n', encoding="utf-8")
     with pytest.raises(InputError, match="qa.jsonl:1: field 'context': is missing"):
-        render_reports([str(data)], RenderOptions(out_dir=tmp_path / "o", formats=("json",)),
-                       loaded=tiny_loaded("bert-qa"))
+        render_reports(
+            [str(data)], RenderOptions(out_dir=tmp_path / "o", formats=("json",)), loaded=tiny_loaded("bert-qa")
+        )
 
 
 def test_pair_cross_segment_metrics(tiny_loaded: Callable) -> None:
     from attnviz.report import analyze
 
-    cap = capture_batch(tiny_loaded("bert-classifier"), [ex(text="the cat sat", text_pair="a dog ran")],
-                        max_length=64)[0]
+    cap = capture_batch(tiny_loaded("bert-classifier"), [ex(text="the cat sat", text_pair="a dog ran")], max_length=64)[
+        0
+    ]
     report = analyze(cap, ["heads"], index=0)
     forward = report.head_metric("cross_0_to_1", "self")
     backward = report.head_metric("cross_1_to_0", "self")

@@ -1,8 +1,8 @@
-"""Analyses, found by name in a registry. Importing this package registers the built-ins."""
+"""Analyses, found by name in a registry. Importing this package registers the built-ins, in display order."""
 
 from __future__ import annotations
 
-from attnviz.analysis import attention, heads  # noqa: F401  (registration)
+from attnviz.analysis.attention import RawAttention
 from attnviz.analysis.base import (
     ANALYSES,
     Analysis,
@@ -14,6 +14,13 @@ from attnviz.analysis.base import (
     list_analyses,
     register_analysis,
 )
+from attnviz.analysis.flow import Flow
+from attnviz.analysis.heads import HeadDiagnostics
+from attnviz.analysis.relevancy import Relevancy
+from attnviz.analysis.rollout import Rollout
+
+for _analysis in (RawAttention(), Rollout(), Flow(), Relevancy(), HeadDiagnostics()):
+    register_analysis(_analysis)
 
 __all__ = [
     "ANALYSES",

@@ -127,3 +127,22 @@ def head_mean(weights: np.ndarray) -> np.ndarray:
 def explained_scores(explained_weights: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     """Read explained rows from per-stage matrices: (r, q) and (S, q, k) → (S, r, k)."""
     return np.einsum("rq,sqk->srk", explained_weights, matrices)
+
+
+def layer_scores(
+    capture: Capture, method: str, label: str, matrices: np.ndarray, note: str, stage_prefix: str = "layer"
+) -> TokenScores:
+    """TokenScores from one (q, k) matrix per layer, read at the capture's explained rows; last layer first shown.
+
+    Args:
+        matrices: (S, q, k) per-stage matrices over the main attention's queries and keys.
+    """
+    return TokenScores(
+        method=method,
+        label=label,
+        values=explained_scores(capture.explained.weights, matrices),
+        stage_labels=tuple(f"{stage_prefix} {i + 1}" for i in range(matrices.shape[0])),
+        default_stage=matrices.shape[0] - 1,
+        sequence=capture.main.key,
+        note=note,
+    )

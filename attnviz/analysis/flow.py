@@ -12,9 +12,12 @@ import networkx as nx
 import numpy as np
 from networkx.algorithms.flow import build_residual_network, shortest_augmenting_path
 
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
 from attnviz.analysis.rollout import residual_augment
+from attnviz.data import Capture
 
 MAX_FLOW_TOKENS = 64
+MAX_FLOW_ROWS = 32
 """Longest input (tokens) attention flow accepts; the cost grows roughly as n⁴."""
 
 
@@ -90,3 +93,41 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
             # The diagonal path (l,i) → … → (0,i) has positive capacity (Â_ii > 0), so the sum is > 0.
             out[layer - 1, i] = values / values.sum()
     return out
+
+
+class Flow:
+    """``flow``: normalised max-flow through the layered attention graph, for the explained rows only.
+
+    Opt-in (not in the default set): refused with a message above ``MAX_FLOW_TOKENS`` tokens or when
+    the explained rows would need more than ``MAX_FLOW_ROWS`` max-flow sources (mean pooling reads every
+    row), and not defined for cross-attention.
+    """
+
+    name = "flow"
+    description = f"attention flow (Abnar & Zuidema 2020): max-flow on the attention graph; ≤ {MAX_FLOW_TOKENS} tokens"
+    needs_gradients = False
+    requires: tuple[str, ...] = ()
+
+    def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+        att = capture.main
+        n = att.weights.shape[-1]
+        rows = np.flatnonzero(capture.explained.weights.sum(axis=0) > 0)
+        if att.kind == "cross":
+            return _refused("flow is defined on self-attention only; use rollout for encoder-decoders")
+        if n > MAX_FLOW_TOKENS:
+            return _refused(f"flow refused: {n} tokens is over the limit of {MAX_FLOW_TOKENS} (its cost grows ~n⁴)")
+        if len(rows) > MAX_FLOW_ROWS:
+            return _refused(f"flow refused: the explanation reads {len(rows)} rows, over the limit of {MAX_FLOW_ROWS}")
+        flows = np.nan_to_num(attention_flow(head_mean(att.weights), rows=rows.tolist()))
+        scores = layer_scores(
+            capture,
+            self.name,
+            "attention flow",
+            flows,
+            "F^l[i, j] = maxflow((l, i) → (0, j)) / Σ_j' maxflow, capacities Â = (Ā + I)/2",
+        )
+        return AnalysisResult(name=self.name, token_scores=(scores,))
+
+
+def _refused(message: str) -> AnalysisResult:
+    return AnalysisResult(name="flow", messages=(message,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, HeadMetric, register_analysis
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, HeadMetric
 from attnviz.data import AttentionMap, Capture
 
 
@@ -101,6 +101,3 @@ class HeadDiagnostics:
                 note="mean over rows of the attention mass on special tokens ([CLS], [SEP], <s>, …)",
             ),
         ]
-
-
-register_analysis(HeadDiagnostics())

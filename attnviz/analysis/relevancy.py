@@ -10,7 +10,12 @@ Pure numpy; see ``research/methods.md`` section 2.3(b). Rule numbers follow the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, layer_scores
+from attnviz.data import Capture
 
 _NEG_TOL = 1e-12
 """Entries of ``R − I`` may dip this far below 0 from rounding before ``normalize_residual`` objects."""
@@ -123,6 +128,7 @@ def encoder_decoder_relevancy(
     dec_grad: np.ndarray,
     cross_attn: np.ndarray,
     cross_grad: np.ndarray,
+    causal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Relevancy for an encoder–decoder, in the order of the reference DETR ``generate_ours``.
 
@@ -137,7 +143,9 @@ def encoder_decoder_relevancy(
     relevancy, both via :func:`normalize_residual`; the left factor is **transposed**, so
     ``addition[a, :] = Σ_c R̄_dd[c, a] · (Ā_cross·R̄_ee)[c, :]``. For a causal decoder ``R̄_dd`` is
     lower-triangular, so target row ``a`` collects the cross-attention of positions ``c ≥ a``; this
-    follows the paper as written (DETR's decoder is not causal). Shapes: ``R̄_dd`` (n_t, n_t),
+    follows the paper as written (DETR's decoder is not causal). With ``causal=True`` the left factor
+    is ``R̄_dd`` itself, so row ``a`` collects the cross-attention of the positions it depends on
+    (``c ≤ a``): what a step-by-step decoder can actually have used. Shapes: ``R̄_dd`` (n_t, n_t),
     ``Ā_cross`` (n_t, n_s), ``R̄_ee`` (n_s, n_s).
 
     Args:
@@ -147,6 +155,7 @@ def encoder_decoder_relevancy(
         dec_grad: (L_d, H, n_t, n_t) its gradient.
         cross_attn: (L_d, H, n_t, n_s) cross-attention (queries: target, keys: source).
         cross_grad: (L_d, H, n_t, n_s) its gradient.
+        causal: the decoder is causal (Marian, BART, T5): use the causal reading of rule 10.
 
     Returns:
         ``(R_dd, R_de)``: final (n_t, n_t) relevance of the target prefix and (n_t, n_s) relevance of
@@ -175,5 +184,51 @@ def encoder_decoder_relevancy(
     for self_cam, cross_cam in zip(dec_cams, cross_cams, strict=True):
         r_de = r_de + self_cam @ r_de  # rule 7
         r_dd = r_dd + self_cam @ r_dd  # rule 6
-        r_de = r_de + normalize_residual(r_dd).T @ (cross_cam @ r_ee_bar)  # rule 10
+        r_dd_bar = normalize_residual(r_dd)
+        r_de = r_de + (r_dd_bar if causal else r_dd_bar.T) @ (cross_cam @ r_ee_bar)  # rule 10
     return r_dd, r_de
+
+
+class Relevancy:
+    """``relevancy``: Chefer et al. 2021 (generic), from one backward pass of the explained score.
+
+    The score is the predicted class logit (``--target-label`` picks another class), the answer's
+    start + end logits (qa), the cosine similarity or embedding norm (encode), or the log-probability of
+    the whole continuation / target (lm, seq2seq: one backward pass for all target tokens).
+    Self-attention rows are read from ``R − I``: the relevance gained through attention, without the
+    identity every token starts with. Encoder-decoders use rule 10 in its causal reading.
+    """
+
+    name = "relevancy"
+    description = "gradient-weighted relevancy (Chefer, Gur & Wolf 2021): R += mean_h (∇A ⊙ A)⁺ · R"
+    needs_gradients = True
+    requires: tuple[str, ...] = ()
+
+    def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+        att = capture.main
+        if any(a.grads is None for a in capture.attentions.values()):
+            raise ValueError("relevancy needs attention gradients; capture with gradients=True")
+        if att.kind == "cross":
+            enc, dec = capture.attentions["encoder"], capture.attentions["decoder"]
+            _, r_de = encoder_decoder_relevancy(
+                enc.weights, enc.grads, dec.weights, dec.grads, att.weights, att.grads, causal=True
+            )
+            scores = layer_scores(
+                capture,
+                self.name,
+                "relevancy (encoder-decoder)",
+                r_de[None],
+                "R_de += R̄_dd · mean_h(∇A_cross ⊙ A_cross)⁺ · R̄_ee per decoder layer",
+                stage_prefix="all layers,",
+            )
+            scores = replace(scores, stage_labels=("all layers",))
+        else:
+            matrices = self_relevancy(att.weights, att.grads) - np.eye(att.weights.shape[-1])
+            scores = layer_scores(
+                capture,
+                self.name,
+                "relevancy",
+                matrices,
+                "R^l = R^(l−1) + mean_h(∇A ⊙ A)⁺ · R^(l−1), R^0 = I; rows of R − I shown",
+            )
+        return AnalysisResult(name=self.name, token_scores=(scores,))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
+from attnviz.data import Capture
+
 
 def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:
     """Return ``mean_attn`` as a float64 array after checking it is (L, n, n), finite and non-negative."""
@@ -65,3 +68,42 @@ def attention_rollout(mean_attn: np.ndarray) -> np.ndarray:
     for layer in range(1, aug.shape[0]):
         out[layer] = aug[layer] @ out[layer - 1]  # (n, n)
     return out
+
+
+class Rollout:
+    """``rollout``: residual-augmented head-mean attention multiplied through the layers.
+
+    Self-attention models read the explained rows of every layer's rollout. Encoder-decoders read
+    the last decoder layer's cross-attention (head mean) through the encoder rollout:
+    ``r = a_cross · R̃_enc^l``, so the scores stay a distribution over source tokens.
+    """
+
+    name = "rollout"
+    description = "attention rollout (Abnar & Zuidema 2020): (0.5·mean_h A + 0.5·I) multiplied through layers"
+    needs_gradients = False
+    requires: tuple[str, ...] = ()
+
+    def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+        att = capture.main
+        if att.kind == "cross":
+            encoder = attention_rollout(head_mean(capture.attentions["encoder"].weights))  # (L_e, n_s, n_s)
+            cross = head_mean(att.weights)[-1]  # (n_t, n_s), last decoder layer
+            matrices = np.einsum("ts,lsk->ltk", cross, encoder)
+            scores = layer_scores(
+                capture,
+                self.name,
+                "attention rollout (through the encoder)",
+                matrices,
+                "r = mean_h A_cross[last] · R̃_enc^l,  R̃^l = Â^l·…·Â^1,  Â = (Ā + I)/2",
+                stage_prefix="encoder layer",
+            )
+        else:
+            matrices = attention_rollout(head_mean(att.weights))
+            scores = layer_scores(
+                capture,
+                self.name,
+                "attention rollout",
+                matrices,
+                "R̃^l = Â^l · R̃^(l−1),  Â = (mean_h A + I)/2; rows sum to 1",
+            )
+        return AnalysisResult(name=self.name, token_scores=(scores,))
