@@ -92,7 +92,10 @@ def _save(model: Any, tokenizer: Any, folder: Path, task: dict[str, Any]) -> Non
         # The generic name that every transformers version maps to "load tokenizer.json as is".
         cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    # Wall-clock time is printed, not stored, so that a rerun rewrites every file byte for byte.
+    task = {**task, "metrics": {k: v for k, v in task["metrics"].items() if k != "train_seconds"}}
     (folder / "task.json").write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
+    (folder / "model.safetensors").chmod(0o644)
 
 
 def _train_loop(
