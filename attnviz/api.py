@@ -16,7 +16,7 @@ from attnviz.inputs import InputSpec, read_inputs
 from attnviz.models import LoadedModel, load_model
 from attnviz.render import get_renderer
 from attnviz.render.base import Renderer
-from attnviz.report import analyze, expand_methods, needs_gradients
+from attnviz.report import analyze, expand_methods, needs_gradients, needs_value_norms
 from attnviz.summary import example_summary, run_summary, skipped_summary, versions
 from attnviz.tasks import get_task
 
@@ -70,6 +70,7 @@ def render_reports(
     max_length = resolve_max_length(loaded, options.max_length)
     run = run_info(loaded, options, methods, max_length, inputs)
     gradients = needs_gradients(methods)
+    value_norms = needs_value_norms(methods)
     summaries: list[dict[str, Any]] = []
     skipped: list[SkippedRecord] = []
     status, error = "complete", None
@@ -83,6 +84,7 @@ def render_reports(
                 max_length=max_length,
                 generation=options.generation,
                 gradients=gradients,
+                value_norms=value_norms,
             )
             model_seconds += time.perf_counter() - tick
             for capture in captures:

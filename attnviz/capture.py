@@ -6,6 +6,7 @@ This is the last stage that sees torch: it returns :class:`Capture` objects hold
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ def capture_batch(
     max_length: int,
     generation: GenerationOptions | None = None,
     gradients: bool = False,
+    value_norms: bool = False,
     target: str | None = None,
 ) -> list[Capture]:
     """Run one batch and return one :class:`Capture` per example.
@@ -52,6 +54,8 @@ def capture_batch(
         max_length: truncation length in tokens.
         generation: how generative tasks continue inputs without a target (default: 20 greedy tokens).
         gradients: also capture d(score)/d(attention) for gradient-based methods.
+        value_norms: also record ‖f(x_j)‖ per layer, head and key (norm-based methods), where the
+            architecture is supported (see ``attnviz.value_norms``).
         target: which label/score to explain (default: the prediction).
 
     Raises:
@@ -62,7 +66,8 @@ def capture_batch(
     task = get_task(loaded.task)
     batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
     context = torch.enable_grad() if gradients else torch.inference_mode()
-    with context:
+    recorder = _recorder(loaded, value_norms)
+    with context, recorder or nullcontext():
         forward = task.forward(loaded.model, batch)
         kinds = {kind for b in range(len(batch.examples)) for kind in task.layout(batch, b)}
         for kind in sorted(kinds):
@@ -89,6 +94,7 @@ def capture_batch(
                 key=where.key,
                 grads=_stack([t.grad for t in layers], b, rows, cols) if gradients else None,
                 causal=where.causal,
+                value_norms=_norms(recorder, kind, b, cols),
             )
         prediction, explained = task.interpret(forward, batch, b, sequences, loaded)
         first = batch.streams[next(iter(layout.values())).query]
@@ -105,6 +111,21 @@ def capture_batch(
             )
         )
     return captures
+
+
+def _recorder(loaded: LoadedModel, wanted: bool) -> Any:
+    from attnviz.value_norms import ValueNormRecorder, supports_value_norms, value_norm_kinds
+
+    if not wanted or not supports_value_norms(loaded.model):
+        return None
+    return ValueNormRecorder(loaded.model, value_norm_kinds(loaded.model))
+
+
+def _norms(recorder: Any, kind: str, b: int, cols: np.ndarray) -> np.ndarray | None:
+    """(L, H, k') value-vector norms of example b's real keys, when recorded for this attention kind."""
+    if recorder is None or kind not in recorder.kinds:
+        return None
+    return np.stack([layer[b].float().cpu().numpy()[:, cols] for layer in recorder.norms(kind)]).astype(np.float32)
 
 
 def _stack(layers: Sequence[Any], b: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

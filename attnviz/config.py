@@ -8,7 +8,7 @@ from typing import Literal
 
 from attnviz.inputs import OnError
 
-DEFAULT_METHODS = ("attention", "rollout", "relevancy", "heads")
+DEFAULT_METHODS = ("attention", "rollout", "relevancy", "norms", "heads")
 DEFAULT_FORMATS = ("html", "png", "json")
 
 Device = Literal["auto", "cpu", "cuda", "mps"]

@@ -111,6 +111,8 @@ class AttentionMap:
         key: name of the key-side sequence.
         grads: (L, H, q, k) gradient of the explained score w.r.t. ``weights``, when captured.
         causal: row i only sees keys up to i (decoder self-attention).
+        value_norms: (L, H, k) ‖f^h(x_j)‖, the norm of each key's value vector after the output
+            projection (Kobayashi et al. 2020), when captured.
     """
 
     kind: str
@@ -119,12 +121,15 @@ class AttentionMap:
     key: str
     grads: np.ndarray | None = None
     causal: bool = False
+    value_norms: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 4:
             raise ValueError(f"attention weights must be (L, H, q, k), got shape {self.weights.shape}")
         if self.grads is not None and self.grads.shape != self.weights.shape:
             raise ValueError(f"grads shape {self.grads.shape} != weights shape {self.weights.shape}")
+        if self.value_norms is not None and self.value_norms.shape != self.weights.shape[:2] + self.weights.shape[3:]:
+            raise ValueError(f"value_norms shape {self.value_norms.shape} does not match weights {self.weights.shape}")
 
     @property
     def num_layers(self) -> int:

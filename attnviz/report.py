@@ -80,6 +80,33 @@ class ExampleReport:
             out.append({"row": label, "top": self._top(scores, words, k), "first_token": float(row[0])})
         return out
 
+    @property
+    def messages(self) -> list[str]:
+        return [m for result in self.results.values() for m in result.messages]
+
+    @property
+    def scalars(self) -> dict[str, float]:
+        return {k: v for result in self.results.values() for k, v in result.scalars.items()}
+
+    @property
+    def flags(self) -> dict[str, list[tuple[int, int]]]:
+        return {k: v for result in self.results.values() for k, v in result.flags.items()}
+
+    def method_correlations(self) -> list[tuple[str, str, float]]:
+        """Spearman rank correlation between every two methods' word scores (default stages, rows averaged).
+
+        Methods that score different token sequences (e.g. decoder prefix vs source) are not compared.
+        """
+        from attnviz.analysis.agreement import spearman
+
+        scores = self.token_scores
+        pairs = []
+        for i, a in enumerate(scores):
+            for b in scores[i + 1 :]:
+                if a.sequence == b.sequence:
+                    pairs.append((a.method, b.method, spearman(self.word_scores(a), self.word_scores(b))))
+        return pairs
+
     def _top(self, scores: TokenScores, values: np.ndarray, k: int) -> list[tuple[str, float]]:
         seq: TokenSeq = self.capture.sequences[scores.sequence]
         order = sorted(range(len(values)), key=lambda i: (-values[i], i))[:k]
@@ -97,6 +124,10 @@ def expand_methods(names: Sequence[str]) -> list[str]:
 
 def needs_gradients(methods: Sequence[str]) -> bool:
     return any(get_analysis(name).needs_gradients for name in methods)
+
+
+def needs_value_norms(methods: Sequence[str]) -> bool:
+    return any(getattr(get_analysis(name), "needs_value_norms", False) for name in methods)
 
 
 def analyze(

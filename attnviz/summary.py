@@ -86,6 +86,13 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
         "explained": list(capture.explained.labels),
         "scores": scores,
         "heads": heads,
+        "flags": {name: [[layer + 1, head + 1] for layer, head in pairs] for name, pairs in report.flags.items()},
+        "metrics": {name: _r(value) for name, value in report.scalars.items()},
+        "messages": report.messages,
+        "method_correlations": [
+            {"a": a, "b": b, "spearman": None if np.isnan(rho) else _r(rho)}
+            for a, b, rho in report.method_correlations()
+        ],
         "mean_entropy": None if entropy is None else _r(entropy.values.mean()),
         "mean_special_share": None if special is None else _r(special.values.mean()),
     }

@@ -100,7 +100,7 @@ def test_unknown_method_and_format_list_valid_names(tmp_path: Path, model: str) 
     result = render(["hi", "--model", model, "--method", "magic", "--out", str(tmp_path)])
     assert (
         result.exit_code == 2
-        and "unknown method 'magic'; valid: attention, rollout, flow, relevancy, heads" in result.stderr
+        and "unknown method 'magic'; valid: attention, rollout, flow, relevancy, norms, heads" in result.stderr
     )
     result = render(["hi", "--model", model, "--format", "pdf", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown format 'pdf'; valid: html, json, tensors, png" in result.stderr
@@ -141,7 +141,7 @@ def test_python_dash_m_and_help(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "attnviz", "--help"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "render" in done.stdout
     done = subprocess.run([sys.executable, "-m", "attnviz", "list"], capture_output=True, text=True, check=False)
-    assert "methods: attention, rollout, flow, relevancy, heads" in done.stdout
+    assert "methods: attention, rollout, flow, relevancy, norms, heads" in done.stdout
 
 
 def test_every_command_and_option_has_help() -> None:

@@ -96,7 +96,7 @@ def test_attention_analysis_reads_the_explained_row_of_the_head_mean() -> None:
 def test_registry_lists_valid_names() -> None:
     assert {"attention", "heads"} <= set(list_analyses())
     with pytest.raises(
-        UnknownNameError, match="unknown method 'nope'; valid: attention, rollout, flow, relevancy, heads"
+        UnknownNameError, match="unknown method 'nope'; valid: attention, rollout, flow, relevancy, norms, heads"
     ):
         get_analysis("nope")
 

@@ -36,8 +36,9 @@ def test_rollout_rows_are_distributions_and_layer_one_is_augmented_attention(tin
 
 
 def test_seq2seq_rollout_goes_through_the_encoder(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bart-seq2seq"), [ex(source="I loved it.", target="Ich liebte es.")],
-                        max_length=64)[0]
+    cap = capture_batch(
+        tiny_loaded("bart-seq2seq"), [ex(source="I loved it.", target="Ich liebte es.")], max_length=64
+    )[0]
     scores = run("rollout", cap).token_scores[0]
     assert scores.sequence == "source" and scores.stage_labels == ("encoder layer 1", "encoder layer 2")
     assert scores.values.shape == (2, len(cap.sequences["target"]), len(cap.sequences["source"]))

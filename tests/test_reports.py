@@ -98,7 +98,7 @@ def test_example_page_structure(run: tuple[Path, dict[str, Any]]) -> None:
     assert all(95 <= s <= 105 for s in row_sums)  # cells are rounded percentages
     assert len(page.select("details img.fig")) >= 2  # one head grid per layer
     metric_tables = page.select("table.heat.metric")
-    assert len(metric_tables) == 2 and len(metric_tables[0].select("tbody tr")) == 2
+    assert len(metric_tables) == 8 and len(metric_tables[0].select("tbody tr")) == 2  # one table per head metric
     data = json.loads(page.find("script", id="attnviz-data").string)
     assert data["methods"][0]["method"] == "attention"
     assert len(data["attentions"][0]["weights"]) == 2  # layers
@@ -135,6 +135,8 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
             "scores_attention.png",
             "scores_rollout.png",
             "scores_relevancy.png",
+            "scores_norms.png",
+            "sink_share_self.png",
         ]
     )
     for name in names:
@@ -154,7 +156,24 @@ def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:
     ex = summary["examples"][0]
     assert summary["schema_version"] == "1.0"
     assert summary["run"]["task"] == "classify" and summary["run"]["options"]["max_length"] == 32
-    assert set(ex["heads"]["self"]) == {"entropy", "special_share"}
+    assert set(ex["heads"]["self"]) == {
+        "entropy",
+        "special_share",
+        "first_token",
+        "sink_share",
+        "previous_token",
+        "self_token",
+        "next_token",
+        "special_share_norm",
+    }
+    assert set(ex["flags"]) == {"diffuse", "sink_bound"} and set(ex["metrics"]) >= {"diffuse_head_share"}
+    assert any("heads are diffuse" in m for m in ex["messages"])
+    methods = {"attention", "rollout", "relevancy", "norms"}
+    assert {(c["a"], c["b"]) for c in ex["method_correlations"]} == {
+        (a, b)
+        for i, a in enumerate(sorted(methods, key=list(ex["scores"]).index))
+        for b in sorted(methods, key=list(ex["scores"]).index)[i + 1 :]
+    }
     assert len(ex["heads"]["self"]["entropy"]) == 2 and len(ex["heads"]["self"]["entropy"][0]) == 4
     assert ex["scores"]["attention"]["stage"] == "layer 2"
     assert len(ex["scores"]["attention"]["tokens"]) == len(ex["sequences"]["input"]["tokens"])

@@ -16,10 +16,11 @@ from attnviz.analysis.base import (
 )
 from attnviz.analysis.flow import Flow
 from attnviz.analysis.heads import HeadDiagnostics
+from attnviz.analysis.norms import Norms
 from attnviz.analysis.relevancy import Relevancy
 from attnviz.analysis.rollout import Rollout
 
-for _analysis in (RawAttention(), Rollout(), Flow(), Relevancy(), HeadDiagnostics()):
+for _analysis in (RawAttention(), Rollout(), Flow(), Relevancy(), Norms(), HeadDiagnostics()):
     register_analysis(_analysis)
 
 __all__ = [

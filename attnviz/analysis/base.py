@@ -75,13 +75,20 @@ class HeadMetric:
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """Everything one analysis found for one example."""
+    """Everything one analysis found for one example.
+
+    Attributes:
+        scalars: named numbers for summary.json and CI thresholds (e.g. ``diffuse_head_share``).
+        messages: plain sentences for the page and terminal (findings, or why a method was refused).
+        flags: flag name → (layer, head) pairs, 0-based (e.g. ``diffuse``, ``sink_bound``).
+    """
 
     name: str
     token_scores: tuple[TokenScores, ...] = ()
     head_metrics: tuple[HeadMetric, ...] = ()
     scalars: Mapping[str, float] = field(default_factory=dict)
     messages: tuple[str, ...] = ()
+    flags: Mapping[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,11 @@ class AnalysisContext:
 
 
 class Analysis(Protocol):
-    """A registered analysis. ``needs_gradients`` asks the capture step for d(score)/d(attention)."""
+    """A registered analysis.
+
+    ``needs_gradients`` asks the capture step for d(score)/d(attention); ``needs_value_norms`` for the
+    value-vector norms; ``requires`` names analyses that must run first.
+    """
 
     name: str
     description: str

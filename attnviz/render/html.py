@@ -47,7 +47,7 @@ def environment() -> Any:
         keep_trailing_newline=True,
     )
     env.globals.update(csp=CSP, palette=PALETTE)
-    env.filters["fmt"] = lambda value, digits=3: "–" if value is None else f"{value:.{digits}f}"
+    env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
     return env
 
 
@@ -255,6 +255,9 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
         explained=capture.explained.labels,
         panel=task_panel(report),
+        messages=report.messages,
+        correlations=report.method_correlations(),
+        flags=report.flags,
         truncated=capture.truncated,
         original_length=capture.original_length,
         lengths={name: len(seq) for name, seq in capture.sequences.items()},

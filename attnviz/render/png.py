@@ -213,6 +213,8 @@ def figure_name(*parts: str) -> str:
 
 
 FIGURE_GROUPS = frozenset({"heads", "mean", "metrics", "scores"})
+# Head metrics drawn as PNG too; the others are tables on the page and numbers in summary.json.
+PNG_METRICS = ("entropy", "special_share", "sink_share")
 
 
 def draw_example(report: ExampleReport, groups: frozenset[str] = FIGURE_GROUPS) -> dict[str, bytes]:
@@ -234,6 +236,8 @@ def draw_example(report: ExampleReport, groups: frozenset[str] = FIGURE_GROUPS) 
                 att.weights[last].mean(axis=0), rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
             )
     for metric in report.head_metrics if "metrics" in groups else ():
+        if metric.name not in PNG_METRICS:
+            continue
         figures[figure_name(metric.name, metric.attention)] = metric_map(metric)
     for scores in report.token_scores if "scores" in groups else ():
         seq = capture.sequences[scores.sequence]

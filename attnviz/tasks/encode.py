@@ -44,13 +44,15 @@ class EncodeTask(TaskAdapter):
         return Batch(examples=list(examples), streams=streams, extras={"has_pair": [p is not None for p in pairs]})
 
     def forward(self, model: Any, batch: Batch) -> Forward:
-        out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
-        pooled = {INPUT: mean_pool(out.last_hidden_state, batch.streams[INPUT].mask)}
-        attentions = {"self": out.attentions}
+        pooled, attentions = {}, {}
+        # The second text runs first: per-layer hooks (value norms) keep the last call, the main text's.
         if PAIR in batch.streams:
             out2 = model(**stream_inputs(batch.streams[PAIR], model), output_attentions=True)
             pooled[PAIR] = mean_pool(out2.last_hidden_state, batch.streams[PAIR].mask)
             attentions[PAIR] = out2.attentions
+        out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
+        pooled[INPUT] = mean_pool(out.last_hidden_state, batch.streams[INPUT].mask)
+        attentions["self"] = out.attentions
         return Forward(attentions=attentions, outputs=pooled)
 
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
