@@ -43,8 +43,9 @@ def test_reversal_alignment_in_the_report_is_anti_diagonal(tmp_path: Path) -> No
     data = tmp_path / "rev.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    summary = render_reports([str(data)], RenderOptions(out_dir=out, formats=("html", "json"),
-                                                        methods=("attention",)), loaded=loaded)
+    summary = render_reports(
+        [str(data)], RenderOptions(out_dir=out, formats=("html", "json"), methods=("attention",)), loaded=loaded
+    )
     hits = total = 0
     for entry in summary["examples"]:
         page = BeautifulSoup((out / entry["page"]).read_text(encoding="utf-8"), "html.parser")
@@ -71,8 +72,14 @@ def test_copy_task_later_tokens_attend_to_the_matching_earlier_token() -> None:
     examples = []
     for i in range(20):
         seq = rng.sample(vocab, rng.randint(4, 7))
-        examples.append(Example(id=f"c{i}", source=f"t:{i}", fields={"text": " ".join(seq) + " |",
-                                                                      "target": " " + " ".join(seq)}, index=i))
+        examples.append(
+            Example(
+                id=f"c{i}",
+                source=f"t:{i}",
+                fields={"text": " ".join(seq) + " |", "target": " " + " ".join(seq)},
+                index=i,
+            )
+        )
     hits = total = 0
     for cap in capture_batch(loaded, examples, max_length=64):
         k = (len(cap.sequences["input"]) - 2) // 2  # <|endoftext|> w1..wk | w1..wk
@@ -89,8 +96,17 @@ def marker_reports() -> list:
     loaded = fixture("marker-classifier")
     lines = (FIXTURES / "marker-classifier" / "heldout.jsonl").read_text(encoding="utf-8").splitlines()
     rows = [json.loads(line) for line in lines]
-    examples = [Example(id=r["id"], source=f"heldout:{i + 1}", fields={"text": r["text"]}, label=r["label"],
-                        metadata={"marker_index": r["marker_index"]}, index=i) for i, r in enumerate(rows)]
+    examples = [
+        Example(
+            id=r["id"],
+            source=f"heldout:{i + 1}",
+            fields={"text": r["text"]},
+            label=r["label"],
+            metadata={"marker_index": r["marker_index"]},
+            index=i,
+        )
+        for i, r in enumerate(rows)
+    ]
     reports = []
     for start in range(0, len(examples), 8):
         for cap in capture_batch(loaded, examples[start : start + 8], max_length=64, gradients=True):

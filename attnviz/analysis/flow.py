@@ -7,6 +7,7 @@ Pure numpy + networkx; see ``research/methods.md`` section 2.2. The cost is one 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import networkx as nx
 import numpy as np
@@ -32,7 +33,9 @@ def _resolve_rows(rows: Sequence[int] | None, n: int) -> list[int]:
     return resolved
 
 
-def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> np.ndarray:
+def attention_flow(
+    mean_attn: np.ndarray, rows: Sequence[int] | None = None, layers: Sequence[int] | None = None
+) -> np.ndarray:
     """Normalised maximum flow from each output node to each input token, after every layer.
 
     The graph has nodes ``(l, i)`` for ``l = 0..L`` and an edge ``(l, i) → (l-1, j)`` with capacity
@@ -52,6 +55,8 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
         mean_attn: (L, n, n) head-mean attention per layer; row = query, column = key.
         rows: query rows to compute in every layer (e.g. ``[t]`` for the explained position);
             ``None`` computes all ``n`` rows.
+        layers: 0-based layers whose flows to compute (the graph is still built through them);
+            ``None`` computes every layer. Layers not requested are NaN.
 
     Returns:
         (L, n, n) flow after every layer; each computed row sums to 1, rows not requested are NaN.
@@ -82,6 +87,8 @@ def attention_flow(mean_attn: np.ndarray, rows: Sequence[int] | None = None) -> 
             (top + int(i), below + int(j), {"capacity": float(aug[layer - 1, i, j])})
             for i, j in zip(src_idx, dst_idx, strict=True)
         )
+        if layers is not None and layer - 1 not in layers:
+            continue
         residual = build_residual_network(graph, "capacity")
         for i in wanted:
             values = np.array(
@@ -118,14 +125,16 @@ class Flow:
             return _refused(f"flow refused: {n} tokens is over the limit of {MAX_FLOW_TOKENS} (its cost grows ~n⁴)")
         if len(rows) > MAX_FLOW_ROWS:
             return _refused(f"flow refused: the explanation reads {len(rows)} rows, over the limit of {MAX_FLOW_ROWS}")
-        flows = np.nan_to_num(attention_flow(head_mean(att.weights), rows=rows.tolist()))
+        last = att.num_layers - 1  # one layer: flow costs a max-flow per (row, token, layer)
+        flows = np.nan_to_num(attention_flow(head_mean(att.weights), rows=rows.tolist(), layers=[last]))
         scores = layer_scores(
             capture,
             self.name,
             "attention flow",
-            flows,
-            "F^l[i, j] = maxflow((l, i) → (0, j)) / Σ_j' maxflow, capacities Â = (Ā + I)/2",
+            flows[last:],
+            "F[i, j] = maxflow((L, i) → (0, j)) / Σ_j' maxflow, capacities Â = (Ā + I)/2; last layer only",
         )
+        scores = replace(scores, stage_labels=(f"layer {last + 1}",))
         return AnalysisResult(name=self.name, token_scores=(scores,))
 
 
