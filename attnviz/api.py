@@ -85,6 +85,7 @@ def render_reports(
                 generation=options.generation,
                 gradients=gradients,
                 value_norms=value_norms,
+                target=options.target_label,
             )
             model_seconds += time.perf_counter() - tick
             for capture in captures:
@@ -132,6 +133,7 @@ def run_info(
             "batch_size": options.batch_size,
             "methods": list(methods),
             "word_merge": options.word_merge,
+            "target_label": options.target_label,
             "on_error": options.on_error,
             "shard": f"{options.shard[0]}/{options.shard[1]}",
             "generation": dataclasses.asdict(options.generation),

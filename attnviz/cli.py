@@ -163,6 +163,10 @@ def render(
     seed: Annotated[int, typer.Option(help="Random seed for --sample.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature for --sample.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass for --sample.")] = 1.0,
+    target_label: Annotated[
+        str | None,
+        typer.Option(help="Class that gradient-based methods explain (name or index). Default: the predicted class."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -192,6 +196,7 @@ def render(
             field_map=tuple(parse_field_map(field or []).items()),
             shard=_shard(shard),
             generation=GenerationOptions(max_new_tokens, sample, seed, temperature, top_p),
+            target_label=target_label,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress)

@@ -79,6 +79,8 @@ class RenderOptions:
         field_map: canonical field → JSONL column.
         shard: ``(index, count)`` slice of the input to process.
         generation: how generative tasks continue inputs that have no target.
+        target_label: the class gradient-based methods explain (a label name or index); None: the
+            predicted class.
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -93,6 +95,7 @@ class RenderOptions:
     field_map: tuple[tuple[str, str], ...] = ()
     shard: tuple[int, int] = (0, 1)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
+    target_label: str | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -122,3 +122,20 @@ def test_relevancy_runs_on_every_family(tiny_loaded: Callable) -> None:
         scores = run("relevancy", cap).token_scores[0]
         assert np.isfinite(scores.values).all() and (scores.values >= -1e-9).all()
         assert scores.values.sum() > 0, kind
+
+
+def test_target_label_changes_what_relevancy_explains(tiny_loaded: Callable, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from attnviz.api import render_reports
+    from attnviz.config import RenderOptions
+    from attnviz.errors import UnknownNameError
+
+    loaded = tiny_loaded("bert-classifier")
+    cap = capture_batch(loaded, [ex(text="the cat sat on the mat")], max_length=64, gradients=True)[0]
+    other = "negative" if cap.prediction.text == "positive" else "positive"
+    flipped = capture_batch(loaded, [ex(text="the cat sat on the mat")], max_length=64, gradients=True, target=other)[0]
+    assert not np.allclose(cap.main.grads, flipped.main.grads)
+    np.testing.assert_allclose(cap.main.weights, flipped.main.weights)
+    with pytest.raises(UnknownNameError, match="unknown --target-label 'neutral'; valid: negative, positive"):
+        render_reports(
+            ["the cat"], RenderOptions(out_dir=tmp_path, formats=("json",), target_label="neutral"), loaded=loaded
+        )

@@ -70,3 +70,20 @@ class TestRealMiniLM:
         summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
         assert summary["counts"]["examples"] == len(sample.read_text(encoding="utf-8").split("\n")) - 1
         assert all(len(e["heads"]["self"]["entropy"]) == 6 for e in summary["examples"])
+
+
+class TestDemoSentimentMethods:
+    def test_every_method_runs_on_the_demo_model(self, tmp_path: Path) -> None:
+        from attnviz.api import render_reports
+        from attnviz.config import RenderOptions
+
+        summary = render_reports(
+            ["I absolutely loved it, wonderful!", "Terrible, a complete waste of money."],
+            RenderOptions(out_dir=tmp_path, methods=("all",), formats=("json",)),
+        )
+        assert [e["prediction"]["text"] for e in summary["examples"]] == ["positive", "negative"]
+        for entry in summary["examples"]:
+            assert set(entry["scores"]) == {"attention", "rollout", "flow", "relevancy", "norms"}
+            for scores in entry["scores"].values():
+                assert np.isfinite(scores["words"]).all() and max(scores["words"]) > 0
+            assert len(entry["method_correlations"]) == 10

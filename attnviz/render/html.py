@@ -111,6 +111,12 @@ def _levels(values: np.ndarray, special: np.ndarray | None) -> list[float]:
     return [round(float(v), 4) for v in normalize(values, vmax)]
 
 
+def _special_mass(values: np.ndarray, seq: TokenSeq) -> float | None:
+    """Share of a score row held by special tokens (reported when they are hidden)."""
+    total = float(np.abs(values).sum())
+    return float(np.abs(values[seq.special_mask]).sum()) / total if total > 0 else None
+
+
 def method_views(report: ExampleReport) -> list[dict[str, Any]]:
     """Per method: the default-stage view for the page, and every stage's levels for the script."""
     views = []
@@ -136,6 +142,7 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
                 "default_stage": scores.default_stage,
                 "units": token_units(report, seq, scores, scores.default_stage),
                 "top": report.top_words(scores, 5),
+                "special_mass": _special_mass(scores.at(), seq),
                 "rows": report.row_views(scores),
                 "stages": stages,
             }

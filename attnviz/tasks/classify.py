@@ -9,7 +9,7 @@ import numpy as np
 
 from attnviz.config import GenerationOptions
 from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
-from attnviz.errors import InputError
+from attnviz.errors import UnknownNameError
 from attnviz.tasks.base import (
     AttentionLayout,
     Batch,
@@ -45,7 +45,7 @@ def resolve_target(target: str | None, names: Sequence[str], predicted: int) -> 
         return list(names).index(target)
     if target.isdigit() and int(target) < len(names):
         return int(target)
-    raise InputError("--target-label", f"'{target}' is not a label of this model; valid: {', '.join(names)}")
+    raise UnknownNameError("--target-label", target, list(names))
 
 
 class ClassifyTask(TaskAdapter):
