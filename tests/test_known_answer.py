@@ -138,3 +138,17 @@ def test_marker_hit_rates_of_raw_attention_and_rollout_are_reported(marker_repor
     rates = {m: marker_hit_rate(marker_reports, m) for m in ("attention", "rollout", "relevancy")}
     assert all(0.0 <= r <= 1.0 for r in rates.values())
     print("marker ranked first:", rates)
+
+
+def test_generated_reversal_is_correct_and_anti_diagonal() -> None:
+    """Without a target attnviz generates; the reversal model must reverse and align anti-diagonally."""
+    loaded = fixture("reverse-seq2seq")
+    source = "amber iris koala delta grove"
+    cap = capture_batch(loaded, [Example(id="g", source="t:1", fields={"source": source}, index=0)], max_length=32)[0]
+    assert cap.prediction.text.split() == source.split()[::-1]
+    assert cap.prediction.details["generated"]
+    target, src = cap.sequences["target"], cap.sequences["source"]
+    rows = [i for i, s in enumerate(target.special) if not s]
+    cols = [j for j, s in enumerate(src.special) if not s]
+    mean = cap.attentions["cross"].weights[-1].mean(axis=0)
+    assert [cols.index(cols[int(np.argmax(mean[i, cols]))]) for i in rows] == list(range(len(cols)))[::-1]

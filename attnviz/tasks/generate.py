@@ -8,7 +8,7 @@ from attnviz.config import GenerationOptions
 
 
 def generate_ids(model: Any, tokenizer: Any, input_ids: list[int], generation: GenerationOptions) -> list[int]:
-    """Generate a continuation for one example and return the new token ids.
+    """Generate a continuation (decoder-only) or target (encoder-decoder) for one example: the new token ids.
 
     One example at a time: no padding, so nothing depends on what else is in the batch. Padding
     after an end-of-sequence token is dropped.
@@ -30,8 +30,9 @@ def generate_ids(model: Any, tokenizer: Any, input_ids: list[int], generation: G
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
     new = out[0].tolist()
-    if not model.config.is_encoder_decoder:
-        new = new[len(input_ids) :]
+    # Decoder-only output repeats the prompt; encoder-decoder output starts with the decoder start
+    # token (which is </s> for BART, so it must go before looking for the end).
+    new = new[1:] if model.config.is_encoder_decoder else new[len(input_ids) :]
     eos = tokenizer.eos_token_id
     if eos is not None and eos in new:
         new = new[: new.index(eos) + 1]

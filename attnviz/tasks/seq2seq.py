@@ -65,8 +65,6 @@ class Seq2SeqTask(TaskAdapter):
             if ex.get("target") is None:
                 real = source.input_ids[b][source.mask[b] == 1].tolist()
                 produced = generate_ids(model, tok, real, generation)
-                if produced and produced[0] == start:
-                    produced = produced[1:]
             else:
                 produced = tok(text_target=ex.fields["target"], truncation=True, max_length=max_length)["input_ids"]
             produced = produced or [tok.eos_token_id]
