@@ -16,7 +16,7 @@ from attnviz.inputs import InputSpec, read_inputs
 from attnviz.models import LoadedModel, load_model
 from attnviz.render import get_renderer
 from attnviz.render.base import Renderer
-from attnviz.report import analyze, expand_methods, needs_gradients, needs_value_norms
+from attnviz.report import analyze, expand_methods, needs_gradients, needs_model, needs_value_norms
 from attnviz.summary import example_summary, run_summary, skipped_summary, versions
 from attnviz.tasks import get_task
 
@@ -71,10 +71,12 @@ def render_reports(
     run = run_info(loaded, options, methods, max_length, inputs)
     gradients = needs_gradients(methods)
     value_norms = needs_value_norms(methods)
+    rerun = needs_model(methods)
+    analysis_options = {"erasure": options.erasure, "seed": options.seed}
     summaries: list[dict[str, Any]] = []
     skipped: list[SkippedRecord] = []
     status, error = "complete", None
-    model_seconds = 0.0
+    model_seconds = recheck_seconds = 0.0
     try:
         for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
             tick = time.perf_counter()
@@ -89,7 +91,16 @@ def render_reports(
             )
             model_seconds += time.perf_counter() - tick
             for capture in captures:
-                report = analyze(capture, methods, index=capture.example.index, word_merge=options.word_merge)
+                predictor = task.predictor(loaded, capture) if rerun else None
+                report = analyze(
+                    capture,
+                    methods,
+                    index=capture.example.index,
+                    word_merge=options.word_merge,
+                    options=analysis_options,
+                    predictor=predictor,
+                )
+                recheck_seconds += predictor.seconds if predictor is not None else 0.0
                 _write_example(renderers, report, out, run)
                 summaries.append(example_summary(report))
             if on_progress is not None:
@@ -105,7 +116,11 @@ def render_reports(
             [skipped_summary(s) for s in skipped],
             status=status,
             error=error,
-            timing={"total_seconds": round(elapsed, 3), "model_seconds": round(model_seconds, 3)},
+            timing={
+                "total_seconds": round(elapsed, 3),
+                "model_seconds": round(model_seconds, 3),
+                "faithfulness_seconds": round(recheck_seconds, 3),
+            },
         )
         _write_run(renderers, summary, out)
     return summary
@@ -134,6 +149,8 @@ def run_info(
             "methods": list(methods),
             "word_merge": options.word_merge,
             "target_label": options.target_label,
+            "erasure": options.erasure,
+            "seed": options.seed,
             "on_error": options.on_error,
             "shard": f"{options.shard[0]}/{options.shard[1]}",
             "generation": dataclasses.asdict(options.generation),

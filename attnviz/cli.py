@@ -160,13 +160,16 @@ def render(
         int, typer.Option(help="Tokens to generate when a generative task has no target.", min=1)
     ] = 20,
     sample: Annotated[bool, typer.Option("--sample", help="Sample when generating (default: greedy).")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed for --sample.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed for --sample and the random-order faithfulness baseline.")] = 0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature for --sample.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass for --sample.")] = 1.0,
     target_label: Annotated[
         str | None,
         typer.Option(help="Class that gradient-based methods explain (name or index). Default: the predicted class."),
     ] = None,
+    erasure: Annotated[
+        str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
+    ] = "delete",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -176,6 +179,8 @@ def render(
 
     if on_error not in ("stop", "skip"):
         raise typer.BadParameter(f"'{on_error}'; valid: stop, skip", param_hint="--on-error")
+    if erasure not in ("delete", "mask"):
+        raise typer.BadParameter(f"'{erasure}'; valid: delete, mask", param_hint="--erasure")
     if word_merge not in ("sum", "mean", "max"):
         raise typer.BadParameter(f"'{word_merge}'; valid: sum, mean, max", param_hint="--word-merge")
 
@@ -197,6 +202,8 @@ def render(
             shard=_shard(shard),
             generation=GenerationOptions(max_new_tokens, sample, seed, temperature, top_p),
             target_label=target_label,
+            erasure=erasure,  # type: ignore[arg-type]
+            seed=seed,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress)

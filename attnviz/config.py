@@ -8,7 +8,16 @@ from typing import Literal
 
 from attnviz.inputs import OnError
 
-DEFAULT_METHODS = ("attention", "rollout", "relevancy", "norms", "heads")
+DEFAULT_METHODS = (
+    "attention",
+    "rollout",
+    "relevancy",
+    "norms",
+    "heads",
+    "agreement",
+    "faithfulness",
+    "plausibility",
+)
 DEFAULT_FORMATS = ("html", "png", "json")
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
@@ -81,6 +90,8 @@ class RenderOptions:
         generation: how generative tasks continue inputs that have no target.
         target_label: the class gradient-based methods explain (a label name or index); None: the
             predicted class.
+        erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
+        seed: seed of the random-order baseline (and of nothing else).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -96,6 +107,8 @@ class RenderOptions:
     shard: tuple[int, int] = (0, 1)
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     target_label: str | None = None
+    erasure: Literal["delete", "mask"] = "delete"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

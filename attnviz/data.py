@@ -68,6 +68,7 @@ class TokenSeq:
             segment they were placed in.
         offsets: (n,) character span of each token in its segment's text ((0, 0) for special tokens).
         segment_names: what each segment is (``text``, ``text_pair``; ``question``, ``context``; ...).
+        ids: (n,) the token ids (used to re-run edited inputs for faithfulness checks).
     """
 
     tokens: tuple[str, ...]
@@ -78,6 +79,7 @@ class TokenSeq:
     segments: tuple[int, ...]
     offsets: tuple[tuple[int, int], ...] = ()
     segment_names: tuple[str, ...] = ("text",)
+    ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.tokens)
@@ -86,6 +88,8 @@ class TokenSeq:
                 raise ValueError(f"TokenSeq.{name} has {len(getattr(self, name))} entries, expected {n}")
         if self.offsets and len(self.offsets) != n:
             raise ValueError("TokenSeq.offsets must have one entry per token")
+        if self.ids and len(self.ids) != n:
+            raise ValueError("TokenSeq.ids must have one entry per token")
 
     def __len__(self) -> int:
         return len(self.tokens)

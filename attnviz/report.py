@@ -130,6 +130,10 @@ def needs_value_norms(methods: Sequence[str]) -> bool:
     return any(getattr(get_analysis(name), "needs_value_norms", False) for name in methods)
 
 
+def needs_model(methods: Sequence[str]) -> bool:
+    return any(getattr(get_analysis(name), "needs_model", False) for name in methods)
+
+
 def analyze(
     capture: Capture,
     methods: Sequence[str],
@@ -137,11 +141,15 @@ def analyze(
     index: int,
     word_merge: str = "sum",
     options: Mapping[str, Any] | None = None,
+    predictor: Any = None,
 ) -> ExampleReport:
-    """Run analyses in order (dependencies first) and bundle them with the capture."""
+    """Run analyses in order (dependencies first) and bundle them with the capture.
+
+    ``predictor`` lets analyses that must re-run the model (faithfulness, agreement) do so.
+    """
     results: dict[str, AnalysisResult] = {}
     for name in _ordered(methods):
-        context = AnalysisContext(previous=dict(results), options=options or {})
+        context = AnalysisContext(previous=dict(results), options=options or {}, predictor=predictor)
         results[name] = get_analysis(name).run(capture, context)
     return ExampleReport(
         index=index,
@@ -153,6 +161,8 @@ def analyze(
 
 
 def _ordered(methods: Sequence[str]) -> list[str]:
+    """Dependencies first; analyses that read other methods' scores (``runs_after_scores``) last,
+    agreement before faithfulness so the gradient baselines are tested too."""
     ordered: list[str] = []
 
     def visit(name: str) -> None:
@@ -164,7 +174,8 @@ def _ordered(methods: Sequence[str]) -> list[str]:
 
     for name in methods:
         visit(name)
-    return ordered
+    late = [name for name in ordered if getattr(get_analysis(name), "runs_after_scores", False)]
+    return [name for name in ordered if name not in late] + late
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

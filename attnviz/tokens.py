@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,8 @@ def seq_from_ids(tokenizer: Any, ids: Sequence[int], boundary: int, segment_name
         last_punct = punct or is_special
         last_blank = not piece.strip()
         word_ids.append(None if is_special else word)
-    return build_token_seq(pieces, special, seq_ids, word_ids, offsets, (texts, texts), segment_names)
+    seq = build_token_seq(pieces, special, seq_ids, word_ids, offsets, (texts, texts), segment_names)
+    return replace(seq, ids=tuple(int(i) for i in ids))
 
 
 def _starts_word(text: str, start: int, end: int, previous_end: int) -> bool:

@@ -93,10 +93,12 @@ class AnalysisResult:
 
 @dataclass(frozen=True)
 class AnalysisContext:
-    """Options analyses may read, and the results of analyses that ran before them."""
+    """Options analyses may read, the results of analyses that ran before them, and, for analyses that
+    must call the model again (``needs_model``), the example's :class:`attnviz.predictor.Predictor`."""
 
     previous: Mapping[str, AnalysisResult] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    predictor: Any = None
 
 
 class Analysis(Protocol):

@@ -7,11 +7,15 @@ model on the reduced inputs is the caller's job. See ``research/methods.md`` sec
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores
+from attnviz.data import Capture
 
 DEFAULT_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 """Fractions of the removable tokens deleted (comprehensiveness) or kept (sufficiency), as in ERASER."""
@@ -118,3 +122,108 @@ def random_orders(n_tokens: int, n_orders: int, seed: int = 0) -> np.ndarray:
     for row in out:
         row[:] = rng.permutation(n_tokens)
     return out
+
+
+N_RANDOM_ORDERS = 5
+CONVENTION: Literal["paper", "eraser"] = "paper"
+
+
+def erasure_masks(
+    order_scores: np.ndarray, removable: np.ndarray, bins: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kept-token masks for comprehensiveness (top-k removed) and sufficiency (only top-k kept).
+
+    Args:
+        order_scores: (n,) token importance; higher is removed (or kept) first.
+        removable: (n,) tokens that may be erased; the others are always kept.
+        bins: fractions of the removable tokens.
+
+    Returns:
+        ``(comprehensive, sufficient)``, each (len(bins), n) bool.
+    """
+    n = len(removable)
+    comp = np.ones((len(bins), n), dtype=bool)
+    suff = np.tile(~removable, (len(bins), 1))
+    for b, fraction in enumerate(bins):
+        top = tokens_to_remove(order_scores, fraction, removable)
+        comp[b, top] = False
+        suff[b, top] = True
+    return comp, suff
+
+
+@dataclass(frozen=True)
+class ErasureScores:
+    """AOPC comprehensiveness (higher: erasing the top tokens hurts) and sufficiency (lower: they suffice)."""
+
+    comprehensiveness: float
+    sufficiency: float
+    removed_curve: tuple[float, ...]
+    kept_curve: tuple[float, ...]
+
+
+def erasure_scores(
+    predictor: Any, order_scores: np.ndarray, full: float, bins: Sequence[float], erasure: str
+) -> ErasureScores:
+    """Run the erasure curves of one token ranking through the predictor."""
+    comp, suff = erasure_masks(order_scores, predictor.removable, bins)
+    values = predictor.score(np.concatenate([comp, suff]), erasure)
+    removed, kept = values[: len(bins)], values[len(bins) :]
+    return ErasureScores(
+        comprehensiveness=aopc(full, removed, CONVENTION),
+        sufficiency=aopc(full, kept, CONVENTION),
+        removed_curve=tuple(float(v) for v in removed),
+        kept_curve=tuple(float(v) for v in kept),
+    )
+
+
+class Faithfulness:
+    """``faithfulness``: ERASER comprehensiveness and sufficiency for every score shown, against random orders.
+
+    Tokens are ranked by each method's scores (default stage, explained rows averaged); the top 1, 5,
+    10, 20 and 50 % of the removable tokens are deleted (comprehensiveness) or kept alone
+    (sufficiency), and the change in the explained score is averaged with the paper's divisor
+    |B| + 1. The baseline is the mean over ``N_RANDOM_ORDERS`` seeded random rankings; each method's
+    margin says how far it beats it.
+    """
+
+    name = "faithfulness"
+    description = "ERASER comprehensiveness/sufficiency (AOPC over 1-50% erasures) vs random orders"
+    needs_gradients = False
+    needs_model = True
+    runs_after_scores = True
+    requires: tuple[str, ...] = ()
+
+    def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+        predictor = context.predictor
+        if predictor is None:
+            return AnalysisResult(name=self.name, messages=(f"faithfulness: not available for task '{capture.task}'",))
+        if not predictor.removable.any():
+            return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
+        erasure = context.options.get("erasure", "delete")
+        bins = DEFAULT_BINS
+        full = predictor.full_score()
+        n = len(predictor.ids)
+        random_runs = [
+            erasure_scores(predictor, order, full, bins, erasure)
+            for order in random_orders(n, N_RANDOM_ORDERS, seed=int(context.options.get("seed", 0)))
+        ]
+        random_comp = float(np.mean([r.comprehensiveness for r in random_runs]))
+        random_suff = float(np.mean([r.sufficiency for r in random_runs]))
+        scalars: dict[str, float] = {
+            "full_score": full,
+            "random_comprehensiveness": random_comp,
+            "random_sufficiency": random_suff,
+        }
+        for scores in scored_methods(context.previous, predictor.sequence):
+            result = erasure_scores(predictor, scores.at(), full, bins, erasure)
+            scalars[f"comprehensiveness.{scores.method}"] = result.comprehensiveness
+            scalars[f"sufficiency.{scores.method}"] = result.sufficiency
+            scalars[f"comprehensiveness_margin.{scores.method}"] = result.comprehensiveness - random_comp
+            scalars[f"sufficiency_margin.{scores.method}"] = random_suff - result.sufficiency
+        scalars["erasure_model_calls"] = float(predictor.calls)
+        return AnalysisResult(name=self.name, scalars=scalars)
+
+
+def scored_methods(previous: Mapping[str, AnalysisResult], sequence: str) -> list[TokenScores]:
+    """Token scores from earlier analyses over the predictor's sequence (the ones erasure can test)."""
+    return [ts for result in previous.values() for ts in result.token_scores if ts.sequence == sequence]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,10 @@ class TaskAdapter(ABC):
     @abstractmethod
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
         """(B,) differentiable score each explanation is about (the predicted class logit by default)."""
+
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """A :class:`attnviz.predictor.Predictor` for erasure and attribution checks (None: not offered)."""
+        return None
 
     @abstractmethod
     def interpret(
@@ -230,7 +234,7 @@ def stream_inputs(stream: Stream, model: Any, prefix: str = "") -> dict[str, Any
 
 def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
     """The real-token view of example ``b`` of a stream."""
-    from attnviz.tokens import build_token_seq
+    from attnviz.tokens import build_token_seq, seq_from_ids
 
     if stream.seqs is not None:
         return stream.seqs[b]
@@ -244,7 +248,7 @@ def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
         word_ids = enc.word_ids(b)
         offsets = [tuple(o) for o in enc["offset_mapping"][b].tolist()]
         special = [special_mask[i] == 1 or seq_ids[i] is None for i in keep]
-        return build_token_seq(
+        seq = build_token_seq(
             pieces,
             special,
             [None if special[j] else seq_ids[i] for j, i in enumerate(keep)],
@@ -253,16 +257,9 @@ def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
             stream.texts[b],
             stream.segment_names,
         )
-    special = [special_mask[i] == 1 for i in keep]
-    return build_token_seq(
-        pieces,
-        special,
-        [None if s else 0 for s in special],
-        [None] * len(keep),
-        [],
-        stream.texts[b],
-        stream.segment_names,
-    )
+        return replace(seq, ids=tuple(ids[i] for i in keep))
+    # Slow tokenizers give no word ids or offsets: rebuild both by decoding (SentencePiece included).
+    return seq_from_ids(tokenizer, [ids[i] for i in keep], len(keep), stream.segment_names)
 
 
 def one_hot_rows(label: str, position: int, n: int, attention: str) -> ExplainedRows:

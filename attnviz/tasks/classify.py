@@ -92,6 +92,22 @@ class ClassifyTask(TaskAdapter):
         index = [resolve_target(target, names, int(p)) for p in logits.argmax(-1).tolist()]
         return logits[torch.arange(logits.shape[0]), torch.tensor(index, device=logits.device)]
 
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """Scores the probability of the predicted class."""
+        import torch
+
+        from attnviz.predictor import build_predictor
+
+        index = capture.prediction.details.get("class_index")
+        if index is None:  # regression heads have no class to keep
+            return None
+        seq = capture.sequences[INPUT]
+
+        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
+            return torch.softmax(loaded.model(**inputs).logits.float(), dim=-1)[:, index]
+
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
     ) -> tuple[Prediction, ExplainedRows]:

@@ -63,6 +63,28 @@ class EncodeTask(TaskAdapter):
             return torch.nn.functional.cosine_similarity(first, forward.outputs[PAIR], dim=-1)
         return first.norm(dim=-1)
 
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """Scores the embedding norm, or the cosine similarity with the (unedited) second text."""
+        import torch
+
+        from attnviz.predictor import build_predictor
+
+        seq = capture.sequences[INPUT]
+        pair = None
+        if PAIR in capture.sequences:
+            ids = torch.tensor([capture.sequences[PAIR].ids], device=loaded.device)
+            with torch.inference_mode():
+                out = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+                pair = mean_pool(out.last_hidden_state, torch.ones_like(ids)).clone()
+
+        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
+            pooled = mean_pool(loaded.model(**inputs).last_hidden_state, inputs["attention_mask"])
+            if pair is None:
+                return pooled.norm(dim=-1)
+            return torch.nn.functional.cosine_similarity(pooled, pair.expand_as(pooled), dim=-1)
+
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
     ) -> tuple[Prediction, ExplainedRows]:

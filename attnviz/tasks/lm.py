@@ -85,6 +85,29 @@ class LanguageModelTask(TaskAdapter):
         """Log-probability of the whole continuation."""
         return (self._logprobs(forward, batch) * self._continuation_mask(batch)).sum(dim=-1)
 
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """Scores the mean log-probability of the continuation; only prompt tokens can be erased."""
+        import torch
+
+        from attnviz.predictor import build_predictor
+
+        seq = capture.sequences[INPUT]
+        prompt = capture.prediction.details["prompt_tokens"]
+        removable = ~seq.special_mask & (np.arange(len(seq)) < prompt)
+
+        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
+            logprobs = torch.log_softmax(loaded.model(**inputs).logits.float(), dim=-1)
+            scores = []
+            for b, kept in enumerate(positions):
+                # continuation token at new position j is predicted by row j - 1
+                picks = [(j - 1, seq.ids[p]) for j, p in enumerate(kept) if p >= prompt and j >= 1]
+                rows = torch.tensor([r for r, _ in picks], device=logprobs.device)
+                tokens = torch.tensor([t for _, t in picks], device=logprobs.device)
+                scores.append(logprobs[b, rows, tokens].mean())
+            return torch.stack(scores)
+
+        return build_predictor(loaded, seq, INPUT, removable, score_batch)
+
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
     ) -> tuple[Prediction, ExplainedRows]:

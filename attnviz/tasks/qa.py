@@ -83,6 +83,31 @@ class QuestionAnsweringTask(TaskAdapter):
         end = torch.tensor([e for _, e in spans])
         return forward.outputs.start_logits[rows, start] + forward.outputs.end_logits[rows, end]
 
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """Scores p(start) · p(end) of the original answer tokens (0 once either is erased)."""
+        import torch
+
+        from attnviz.predictor import build_predictor
+
+        seq = capture.sequences[INPUT]
+        start, end = capture.prediction.details["start_token"], capture.prediction.details["end_token"]
+
+        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
+            out = loaded.model(**inputs)
+            padding = inputs["attention_mask"] == 0
+            p_start = torch.softmax(out.start_logits.float().masked_fill(padding, -1e9), dim=-1)
+            p_end = torch.softmax(out.end_logits.float().masked_fill(padding, -1e9), dim=-1)
+            scores = []
+            for b, kept in enumerate(positions):
+                where = {int(p): j for j, p in enumerate(kept)}
+                if start in where and end in where:
+                    scores.append(p_start[b, where[start]] * p_end[b, where[end]])
+                else:
+                    scores.append(p_start.new_zeros(()))
+            return torch.stack(scores)
+
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
     ) -> tuple[Prediction, ExplainedRows]:

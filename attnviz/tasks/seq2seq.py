@@ -108,6 +108,24 @@ class Seq2SeqTask(TaskAdapter):
         logprobs = continuation_logprobs(forward.outputs.logits, stream.input_ids)
         return (logprobs * stream.mask).sum(dim=-1)
 
+    def predictor(self, loaded: Any, capture: Any) -> Any:
+        """Scores the mean log-probability of the target given an edited source."""
+        import torch
+
+        from attnviz.predictor import build_predictor
+
+        source = capture.sequences[SOURCE]
+        target = torch.tensor([capture.sequences[TARGET].ids], device=loaded.device)
+        decoder = torch.tensor([capture.sequences[DECODER_INPUT].ids], device=loaded.device)
+
+        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
+            rows = inputs["attention_mask"].shape[0]
+            out = loaded.model(**inputs, decoder_input_ids=decoder.expand(rows, -1))
+            logprobs = torch.log_softmax(out.logits.float(), dim=-1)
+            return logprobs.gather(-1, target.expand(rows, -1).unsqueeze(-1)).squeeze(-1).mean(dim=-1)
+
+        return build_predictor(loaded, source, SOURCE, ~source.special_mask, score_batch)
+
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
     ) -> tuple[Prediction, ExplainedRows]:

@@ -1,0 +1,61 @@
+"""``agreement``: how attention-derived scores rank tokens compared with gradient attributions.
+
+Input×Gradient and Integrated Gradients (captum, on the input embeddings) are computed through the
+example's predictor; each attention-derived method's scores are compared with both by Kendall τ over
+the erasable tokens. These are descriptive numbers: transformer explanation methods often disagree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attnviz.analysis.agreement import kendall_tau
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores
+from attnviz.analysis.faithfulness import scored_methods
+from attnviz.data import Capture
+
+IG_STEPS = 50
+GRADIENT_METHODS = ("input_x_gradient", "integrated_gradients")
+
+
+class Agreement:
+    name = "agreement"
+    description = "Kendall τ between attention-derived scores and Input×Gradient / Integrated Gradients"
+    needs_gradients = False
+    needs_model = True
+    runs_after_scores = True
+    requires: tuple[str, ...] = ()
+
+    def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+        predictor = context.predictor
+        if predictor is None:
+            return AnalysisResult(name=self.name, messages=(f"agreement: not available for task '{capture.task}'",))
+        ixg, ig, delta = predictor.attributions(int(context.options.get("ig_steps", IG_STEPS)))
+        removable = predictor.removable
+        n = len(predictor.ids)
+        gradient_scores = tuple(
+            TokenScores(
+                method=method,
+                label=label,
+                values=np.abs(values)[None, None, :] * np.ones((1, len(capture.explained.labels), n)),
+                stage_labels=("input",),
+                default_stage=0,
+                sequence=predictor.sequence,
+                note=note,
+            )
+            for method, label, values, note in (
+                ("input_x_gradient", "Input×Gradient", ixg, "|Σ_d x_d · ∂F/∂x_d| on the input embeddings"),
+                (
+                    "integrated_gradients",
+                    "Integrated Gradients",
+                    ig,
+                    f"|Σ_d IG_d|, {IG_STEPS} Gauss-Legendre steps from a baseline with every non-special token = pad",
+                ),
+            )
+        )
+        scalars: dict[str, float] = {"ig_delta": delta, "ig_total": float(ig.sum())}
+        for scores in scored_methods(context.previous, predictor.sequence):
+            attention = scores.at()[removable]
+            scalars[f"agreement_ig.{scores.method}"] = kendall_tau(attention, np.abs(ig)[removable])
+            scalars[f"agreement_ixg.{scores.method}"] = kendall_tau(attention, np.abs(ixg)[removable])
+        return AnalysisResult(name=self.name, token_scores=gradient_scores, scalars=scalars)

@@ -1,0 +1,228 @@
+"""Re-running the model on edited inputs: the one way analyses after capture may call the model.
+
+A :class:`Predictor` holds one example's scored token sequence and answers two questions with numpy
+in and out: "what is the explained score when only these tokens are kept?" (erasure faithfulness)
+and "what do gradient attributions say about each token?" (agreement). Task adapters build it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Erasure = Literal["delete", "mask"]
+CHUNK = 32  # edited copies per forward pass
+
+
+@dataclass
+class Predictor:
+    """Scores edited copies of one example.
+
+    Attributes:
+        sequence: name of the scored token sequence in ``Capture.sequences``.
+        ids: (n,) its token ids.
+        removable: (n,) tokens erasure may remove: never special tokens (and for ``lm`` only the prompt).
+        mask_id: the id ``--erasure mask`` puts in place of a removed token.
+        score_ids: edited id lists and the original positions each keeps → (V,) explained scores.
+        embed: (B, n) ids → (B, n, D) input embeddings, exactly as the model computes them.
+        forward_embeds: differentiable (B, n, D) embeddings (+ extra args) → (B,) score.
+        extra_args: tensors passed to ``forward_embeds`` after the embeddings (captum repeats them).
+        baseline_ids: (n,) the integrated-gradients baseline: special tokens kept, the rest ``pad``.
+        calls: edited copies scored so far; seconds: time spent doing it.
+    """
+
+    sequence: str
+    ids: list[int]
+    removable: np.ndarray
+    mask_id: int
+    score_ids: Callable[[list[list[int]], list[np.ndarray]], np.ndarray]
+    embed: Callable[[Any], Any]
+    forward_embeds: Callable[..., Any]
+    baseline_ids: list[int]
+    extra_args: tuple[Any, ...] = ()
+    calls: int = 0
+    seconds: float = 0.0
+    _attributions: dict[int, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+
+    def score(self, keep: np.ndarray, erasure: Erasure = "delete") -> np.ndarray:
+        """(V, n) kept-token masks → (V,) explained scores; deletion drops tokens, masking replaces them."""
+        start = time.perf_counter()
+        variants, positions = [], []
+        for row in np.asarray(keep, dtype=bool):
+            if erasure == "delete":
+                kept = np.flatnonzero(row)
+                variants.append([self.ids[i] for i in kept])
+            else:
+                kept = np.arange(len(self.ids))
+                variants.append([token if row[i] else self.mask_id for i, token in enumerate(self.ids)])
+            positions.append(kept)
+        scores = np.concatenate(
+            [self.score_ids(variants[i : i + CHUNK], positions[i : i + CHUNK]) for i in range(0, len(variants), CHUNK)]
+        )
+        self.calls += len(variants)
+        self.seconds += time.perf_counter() - start
+        return scores
+
+    def full_score(self) -> float:
+        """The explained score of the unedited input."""
+        return float(self.score(np.ones((1, len(self.ids)), dtype=bool))[0])
+
+    def attributions(self, steps: int = 50) -> tuple[np.ndarray, np.ndarray, float]:
+        """Input×Gradient and Integrated Gradients per token (signed sums over embedding dimensions),
+        and IG's convergence delta.
+
+        Both come from captum on the input embeddings (so encoder-decoders attribute the source only).
+        IG runs ``steps`` Gauss-Legendre steps from the embeddings of ``baseline_ids``; the delta is
+        |Σ attributions − (F(x) − F(baseline))|.
+        """
+        if steps not in self._attributions:
+            start = time.perf_counter()
+            self._attributions[steps] = _captum_attributions(self, steps)
+            self.seconds += time.perf_counter() - start
+        return self._attributions[steps]
+
+
+def pad_batch(variants: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any]:
+    """Right-pad id lists into (B, n) ids and attention mask tensors."""
+    import torch
+
+    width = max(len(v) for v in variants)
+    ids = torch.full((len(variants), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(variants), width), dtype=torch.long)
+    for b, v in enumerate(variants):
+        ids[b, : len(v)] = torch.tensor(list(v), dtype=torch.long)
+        mask[b, : len(v)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def mask_token_id(tokenizer: Any) -> int:
+    for candidate in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _captum_attributions(predictor: Predictor, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
+    import torch
+    from captum.attr import InputXGradient, IntegratedGradients
+
+    args = predictor.extra_args
+    device = args[0].device if args else None
+    with torch.no_grad():
+        embeds = predictor.embed(torch.tensor([predictor.ids], dtype=torch.long, device=device))
+        baseline = predictor.embed(torch.tensor([predictor.baseline_ids], dtype=torch.long, device=device))
+    with torch.enable_grad():
+        ixg = InputXGradient(predictor.forward_embeds).attribute(
+            embeds.clone().requires_grad_(), additional_forward_args=args
+        )
+        ig, delta = IntegratedGradients(predictor.forward_embeds).attribute(
+            embeds,
+            baselines=baseline,
+            additional_forward_args=args,
+            n_steps=steps,
+            method="gausslegendre",
+            internal_batch_size=CHUNK,
+            return_convergence_delta=True,
+        )
+
+    def per_token(attr: Any) -> np.ndarray:  # (1, n, D) → (n,) signed sum over dimensions
+        return attr[0].sum(dim=-1).detach().double().cpu().numpy()
+
+    return per_token(ixg), per_token(ig), float(delta.abs().sum())
+
+
+ScoreBatch = Callable[[dict[str, Any], list[np.ndarray]], Any]
+_EMBEDDERS: dict[int, Callable[[Any], Any]] = {}
+
+
+def build_predictor(
+    loaded: Any,
+    seq: Any,
+    sequence: str,
+    removable: np.ndarray,
+    score_batch: ScoreBatch,
+) -> Predictor:
+    """A predictor for a task whose scored sequence is the model's (encoder) input.
+
+    Args:
+        loaded: the loaded model and tokenizer.
+        seq: the scored ``TokenSeq`` (its ids, special flags and segments).
+        sequence: its name in ``Capture.sequences``.
+        removable: (n,) tokens erasure may remove.
+        score_batch: model inputs (``input_ids`` or ``inputs_embeds``, ``attention_mask`` and, when the
+            tokenizer uses them, ``token_type_ids``) and each row's kept original positions → (B,) scores.
+    """
+    import torch
+
+    model, tok = loaded.model, loaded.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    segments = np.asarray(seq.segments)
+    types_used = "token_type_ids" in getattr(tok, "model_input_names", ())
+
+    def inputs(key: str, x: Any, mask: Any, positions: list[np.ndarray]) -> dict[str, Any]:
+        found = {key: x, "attention_mask": mask}
+        if types_used:
+            types = torch.zeros_like(mask)
+            for b, kept in enumerate(positions):
+                types[b, : len(kept)] = torch.as_tensor(segments[kept], device=mask.device)
+            found["token_type_ids"] = types
+        return found
+
+    def score_ids(variants: list[list[int]], positions: list[np.ndarray]) -> np.ndarray:
+        ids, mask = pad_batch(variants, pad, loaded.device)
+        with torch.inference_mode():
+            return score_batch(inputs("input_ids", ids, mask, positions), positions).float().cpu().numpy()
+
+    everything = np.arange(len(seq.ids))
+
+    def forward_embeds(embeds: Any, mask: Any) -> Any:
+        return score_batch(
+            inputs("inputs_embeds", embeds, mask, [everything] * embeds.shape[0]), [everything] * embeds.shape[0]
+        )
+
+    special = np.asarray(seq.special)
+    return Predictor(
+        sequence=sequence,
+        ids=list(seq.ids),
+        removable=removable,
+        mask_id=mask_token_id(tok),
+        score_ids=score_ids,
+        embed=input_embedder(model, pad),
+        forward_embeds=forward_embeds,
+        baseline_ids=[token if special[i] else pad for i, token in enumerate(seq.ids)],
+        extra_args=(torch.ones((1, len(seq.ids)), dtype=torch.long, device=loaded.device),),
+    )
+
+
+def input_embedder(model: Any, probe_id: int) -> Callable[[Any], Any]:
+    """ids → the embeddings the model feeds its (encoder) layers when given ``inputs_embeds``.
+
+    Some encoders scale token embeddings inside ``forward`` (Marian) and others inside the embedding
+    module (BART), so the right function is found once per model by checking which one reproduces
+    the model's own output.
+    """
+    import torch
+
+    if id(model) in _EMBEDDERS:
+        return _EMBEDDERS[id(model)]
+    encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else None
+    table = encoder.embed_tokens if encoder is not None else model.get_input_embeddings()
+    scale = float(getattr(encoder, "embed_scale", 1.0) or 1.0) if encoder is not None else 1.0
+    candidates = [table] if scale == 1.0 else [lambda ids: table(ids) * scale, table]
+    probe = torch.tensor([[probe_id, probe_id + 1, probe_id + 2]], device=next(model.parameters()).device) % int(
+        table.num_embeddings
+    )
+    chosen = candidates[0]
+    if len(candidates) > 1 and encoder is not None:
+        with torch.no_grad():
+            reference = encoder(input_ids=probe).last_hidden_state
+            for candidate in candidates:
+                if torch.allclose(encoder(inputs_embeds=candidate(probe)).last_hidden_state, reference, atol=1e-5):
+                    chosen = candidate
+                    break
+    _EMBEDDERS[id(model)] = chosen
+    return chosen
