@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from attnviz.aggregate import DatasetAggregate
 from attnviz.capture import capture_batch, resolve_max_length
 from attnviz.config import RenderOptions
 from attnviz.data import Example, SkippedRecord
@@ -17,7 +19,7 @@ from attnviz.models import LoadedModel, load_model
 from attnviz.render import get_renderer
 from attnviz.render.base import Renderer
 from attnviz.report import analyze, expand_methods, needs_gradients, needs_model, needs_value_norms
-from attnviz.summary import example_summary, run_summary, skipped_summary, versions
+from attnviz.summary import RunDocument, example_summary, run_header, skipped_summary, versions
 from attnviz.tasks import get_task
 
 Progress = Callable[[int], None]
@@ -30,6 +32,7 @@ def render_reports(
     stdin: BinaryIO | None = None,
     loaded: LoadedModel | None = None,
     on_progress: Progress | None = None,
+    keep_examples: bool = True,
 ) -> dict[str, Any]:
     """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
 
@@ -43,6 +46,8 @@ def render_reports(
         stdin: byte stream to read ``-`` from (default: the process's stdin).
         loaded: an already loaded model (skips loading; used by tests and ``compare``).
         on_progress: called with the number of examples finished after each batch.
+        keep_examples: return every example entry (as in summary.json); False returns the short index
+            rows instead, so memory stays flat for large runs.
 
     Returns:
         The summary document written to summary.json.
@@ -73,46 +78,50 @@ def render_reports(
     value_norms = needs_value_norms(methods)
     rerun = needs_model(methods)
     analysis_options = {"erasure": options.erasure, "seed": options.seed}
-    summaries: list[dict[str, Any]] = []
+    aggregate = DatasetAggregate()
     skipped: list[SkippedRecord] = []
     status, error = "complete", None
     model_seconds = recheck_seconds = 0.0
+    spool = out / ".examples.jsonl"
     try:
-        for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
-            tick = time.perf_counter()
-            captures = capture_batch(
-                loaded,
-                batch,
-                max_length=max_length,
-                generation=options.generation,
-                gradients=gradients,
-                value_norms=value_norms,
-                target=options.target_label,
-            )
-            model_seconds += time.perf_counter() - tick
-            for capture in captures:
-                predictor = task.predictor(loaded, capture) if rerun else None
-                report = analyze(
-                    capture,
-                    methods,
-                    index=capture.example.index,
-                    word_merge=options.word_merge,
-                    options=analysis_options,
-                    predictor=predictor,
+        with spool.open("w", encoding="utf-8") as spooled:
+            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
+                tick = time.perf_counter()
+                captures = capture_batch(
+                    loaded,
+                    batch,
+                    max_length=max_length,
+                    generation=options.generation,
+                    gradients=gradients,
+                    value_norms=value_norms,
+                    target=options.target_label,
                 )
-                recheck_seconds += predictor.seconds if predictor is not None else 0.0
-                _write_example(renderers, report, out, run)
-                summaries.append(example_summary(report))
-            if on_progress is not None:
-                on_progress(len(summaries))
+                model_seconds += time.perf_counter() - tick
+                for capture in captures:
+                    predictor = task.predictor(loaded, capture) if rerun else None
+                    report = analyze(
+                        capture,
+                        methods,
+                        index=capture.example.index,
+                        word_merge=options.word_merge,
+                        options=analysis_options,
+                        predictor=predictor,
+                    )
+                    recheck_seconds += predictor.seconds if predictor is not None else 0.0
+                    _write_example(renderers, report, out, run)
+                    entry = example_summary(report)
+                    spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
+                    aggregate.add(entry)
+                if on_progress is not None:
+                    on_progress(aggregate.count)
     except InputError as err:
         status, error = "failed", str(err)
         raise
     finally:
         elapsed = time.perf_counter() - started
-        summary = run_summary(
+        header = run_header(
             run,
-            summaries,
+            aggregate.result(len(skipped)),
             [skipped_summary(s) for s in skipped],
             status=status,
             error=error,
@@ -122,8 +131,11 @@ def render_reports(
                 "faithfulness_seconds": round(recheck_seconds, 3),
             },
         )
-        _write_run(renderers, summary, out)
-    return summary
+        document = RunDocument(header=header, spool=spool, rows=aggregate.rows)
+        _write_run(renderers, document, out)
+    result = document.as_dict() if keep_examples else {**header, "examples": aggregate.rows}
+    spool.unlink()
+    return result
 
 
 def run_info(
@@ -200,7 +212,7 @@ def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: d
         raise OutputError(f"cannot write report for '{report.capture.example.id}' in '{out}': {err}") from None
 
 
-def _write_run(renderers: Sequence[Renderer], summary: dict[str, Any], out: Path) -> None:
+def _write_run(renderers: Sequence[Renderer], summary: RunDocument, out: Path) -> None:
     try:
         for renderer in renderers:
             renderer.write_run(summary, out)

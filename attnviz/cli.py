@@ -206,7 +206,9 @@ def render(
             seed=seed,
         )
         with progress_bar(err_console, "rendering") as on_progress:
-            summary = render_reports(inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress)
+            summary = render_reports(
+                inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress, keep_examples=False
+            )
         if not quiet:
             print_summary(out_console, summary, str(out))
         return summary

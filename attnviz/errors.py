@@ -56,3 +56,15 @@ class UnknownNameError(AttnvizError):
     def __init__(self, kind: str, name: str, valid: list[str]) -> None:
         self.valid = valid
         super().__init__(f"unknown {kind} '{name}'; valid: {', '.join(valid)}")
+
+
+class ThresholdError(AttnvizError):
+    """A ``check`` threshold failed; the message names each failed metric."""
+
+    exit_status = ExitStatus.CHECK_FAILED
+
+
+class UsageError(AttnvizError):
+    """An option value that cannot be used as given (e.g. a threshold that is not ``NAME=VALUE``)."""
+
+    exit_status = ExitStatus.USAGE

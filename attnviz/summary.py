@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +96,7 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
             {"a": a, "b": b, "spearman": None if np.isnan(rho) else _r(rho)}
             for a, b, rho in report.method_correlations()
         ],
+        "explained_attention": main,
         "mean_entropy": None if entropy is None else _r(entropy.values.mean()),
         "mean_special_share": None if special is None else _r(special.values.mean()),
     }
@@ -110,30 +114,70 @@ def _plain(value: Any) -> Any:
 
 
 def skipped_summary(record: SkippedRecord) -> dict[str, Any]:
-    return {"source": record.source, "field": record.field, "reason": record.reason}
+    return {"source": record.source, "field": record.field, "reason": record.reason, "index": record.index}
 
 
-def run_summary(
+def run_header(
     run: Mapping[str, Any],
-    examples: Sequence[Mapping[str, Any]],
+    dataset: Mapping[str, Any],
     skipped: Sequence[Mapping[str, Any]],
     *,
     status: str,
     error: str | None = None,
     timing: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """The whole summary.json document. ``timing`` is the only field that varies between identical runs."""
+    """summary.json without its example entries (``examples`` is filled from the spool when written).
+
+    ``timing`` is the only field that varies between identical runs.
+    """
+    metrics = dataset["metrics"]
     return {
         "schema_version": SCHEMA_VERSION,
+        "kind": "render",
         "status": status,
         "error": error,
         "run": dict(run),
-        "counts": {
-            "examples": len(examples),
-            "skipped": len(skipped),
-            "truncated": sum(1 for e in examples if e["truncated"]),
-        },
-        "examples": list(examples),
+        "counts": {"examples": metrics["examples"], "skipped": len(skipped), "truncated": metrics["truncated"]},
+        "dataset": dict(dataset),
+        "examples": None,
         "skipped": list(skipped),
         "timing": dict(timing or {}),
     }
+
+
+@dataclass
+class RunDocument:
+    """A finished run: the summary header, its example entries (one JSON line each in a spool file, so
+    memory does not grow with the run) and one short row per example for the index."""
+
+    header: dict[str, Any]
+    spool: Path
+    rows: list[dict[str, Any]]
+
+    def examples(self) -> Iterator[dict[str, Any]]:
+        with self.spool.open(encoding="utf-8") as handle:
+            for line in handle:
+                yield json.loads(line)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The whole summary.json document in memory (for library callers and tests)."""
+        return {**self.header, "examples": list(self.examples())}
+
+    def write_json(self, path: Path) -> None:
+        """Stream summary.json: the header indented, then one example entry per line."""
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write("{\n")
+            items = list(self.header.items())
+            for i, (key, value) in enumerate(items):
+                out.write(f" {json.dumps(key)}: ")
+                if key == "examples":
+                    out.write("[")
+                    for j, entry in enumerate(self.examples()):
+                        out.write(("," if j else "") + "\n  " + json.dumps(entry, ensure_ascii=False, allow_nan=False))
+                    out.write("\n ]")
+                else:
+                    out.write(json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False).replace("\n", "\n "))
+                out.write(",\n" if i < len(items) - 1 else "\n")
+            out.write("}\n")
+        tmp.replace(path)

@@ -83,7 +83,16 @@ class TestDemoSentimentMethods:
         )
         assert [e["prediction"]["text"] for e in summary["examples"]] == ["positive", "negative"]
         for entry in summary["examples"]:
-            assert set(entry["scores"]) == {"attention", "rollout", "flow", "relevancy", "norms"}
+            assert set(entry["scores"]) == {
+                "attention",
+                "rollout",
+                "flow",
+                "relevancy",
+                "norms",
+                "input_x_gradient",
+                "integrated_gradients",
+            }
             for scores in entry["scores"].values():
                 assert np.isfinite(scores["words"]).all() and max(scores["words"]) > 0
-            assert len(entry["method_correlations"]) == 10
+            assert len(entry["method_correlations"]) == 21
+            assert entry["metrics"]["comprehensiveness.relevancy"] is not None

@@ -136,6 +136,8 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
             "scores_rollout.png",
             "scores_relevancy.png",
             "scores_norms.png",
+            "scores_input_x_gradient.png",
+            "scores_integrated_gradients.png",
             "sink_share_self.png",
         ]
     )
@@ -168,7 +170,7 @@ def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:
     }
     assert set(ex["flags"]) == {"diffuse", "sink_bound"} and set(ex["metrics"]) >= {"diffuse_head_share"}
     assert any("heads are diffuse" in m for m in ex["messages"])
-    methods = {"attention", "rollout", "relevancy", "norms"}
+    methods = {"attention", "rollout", "relevancy", "norms", "input_x_gradient", "integrated_gradients"}
     assert {(c["a"], c["b"]) for c in ex["method_correlations"]} == {
         (a, b)
         for i, a in enumerate(sorted(methods, key=list(ex["scores"]).index))

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from attnviz.registry import Registry
 from attnviz.report import ExampleReport
+from attnviz.summary import RunDocument
 
 
 class Renderer(Protocol):
@@ -25,7 +26,7 @@ class Renderer(Protocol):
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
     ) -> None: ...
 
-    def write_run(self, summary: Mapping[str, Any], out: Path) -> None: ...
+    def write_run(self, summary: RunDocument, out: Path) -> None: ...
 
 
 RENDERERS: Registry[Renderer] = Registry("format")

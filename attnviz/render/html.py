@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from attnviz.data import AttentionMap, TokenSeq
 from attnviz.render.base import register_renderer, write_text
 from attnviz.render.colors import PALETTE, hex_colour, normalize, text_colour
 from attnviz.report import ExampleReport
+from attnviz.summary import RunDocument
 
 # Above this many numbers the page embeds only head means (the full tensor would bloat the page).
 MAX_EMBEDDED_WEIGHTS = 250_000
@@ -47,6 +48,8 @@ def environment() -> Any:
         keep_trailing_newline=True,
     )
     env.globals.update(csp=CSP, palette=PALETTE)
+    env.filters["heat"] = lambda v: hex_colour(float(v or 0.0))
+    env.filters["heat_text"] = lambda v: text_colour(float(v or 0.0))
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
     return env
 
@@ -143,11 +146,55 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
                 "units": token_units(report, seq, scores, scores.default_stage),
                 "top": report.top_words(scores, 5),
                 "special_mass": _special_mass(scores.at(), seq),
+                "below_random": (report.scalars.get(f"comprehensiveness_margin.{scores.method}") or 1.0) <= 0,
                 "rows": report.row_views(scores),
                 "stages": stages,
             }
         )
     return views
+
+
+TRUST_COLUMNS = (
+    ("comprehensiveness", "comprehensiveness ↑"),
+    ("sufficiency", "sufficiency ↓"),
+    ("comprehensiveness_margin", "margin over random ↑"),
+    ("agreement_ig", "τ vs IG"),
+    ("agreement_ixg", "τ vs I×G"),
+    ("plausibility_f1", "rationale F1"),
+    ("auprc", "rationale AUPRC"),
+)
+
+
+def trust_panel(report: ExampleReport) -> dict[str, Any] | None:
+    """Per method: faithfulness, its margin over random orders, agreement and plausibility."""
+    scalars = report.scalars
+    if not any(key.startswith(("comprehensiveness.", "agreement_ig.")) for key in scalars):
+        return None
+    rows = []
+    for scores in report.token_scores:
+        values = {name: scalars.get(f"{name}.{scores.method}") for name, _ in TRUST_COLUMNS}
+        margin = values["comprehensiveness_margin"]
+        rows.append(
+            {
+                "method": scores.method,
+                "label": scores.label,
+                "cells": values,
+                "below_random": margin is not None and margin <= 0,
+            }
+        )
+    columns = [(name, label) for name, label in TRUST_COLUMNS if any(r["cells"][name] is not None for r in rows)]
+    return {
+        "columns": columns,
+        "rows": rows,
+        "random": {
+            "comprehensiveness": scalars.get("random_comprehensiveness"),
+            "sufficiency": scalars.get("random_sufficiency"),
+        },
+        "full_score": scalars.get("full_score"),
+        "calls": scalars.get("erasure_model_calls"),
+        "ig_delta": scalars.get("ig_delta"),
+        "ig_total": scalars.get("ig_total"),
+    }
 
 
 def task_panel(report: ExampleReport) -> dict[str, Any] | None:
@@ -262,6 +309,7 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
         explained=capture.explained.labels,
         panel=task_panel(report),
+        trust=trust_panel(report),
         messages=report.messages,
         correlations=report.method_correlations(),
         flags=report.flags,
@@ -276,9 +324,9 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
     )
 
 
-def index_page(summary: Mapping[str, Any]) -> str:
-    """Render ``index.html`` from the run summary."""
-    return render_template("index.html.j2", summary=summary, run=summary["run"])
+def index_page(header: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """Render ``index.html`` from the run summary header and the short per-example rows."""
+    return render_template("index.html.j2", summary=header, rows=rows, run=header["run"])
 
 
 class HtmlRenderer:
@@ -291,8 +339,8 @@ class HtmlRenderer:
     ) -> None:
         write_text(out / "examples" / f"{report.page}.html", example_page(report, figures, run))
 
-    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
-        write_text(out / "index.html", index_page(summary))
+    def write_run(self, summary: RunDocument, out: Path) -> None:
+        write_text(out / "index.html", index_page(summary.header, summary.rows))
 
 
 register_renderer(HtmlRenderer())

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.render.base import register_renderer, write_text
+from attnviz.render.base import register_renderer
 from attnviz.report import ExampleReport
+from attnviz.summary import RunDocument
 
 
 def dumps(document: Mapping[str, Any]) -> str:
@@ -27,8 +28,8 @@ class JsonRenderer:
     ) -> None:
         """Everything per example goes into summary.json at the end of the run."""
 
-    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
-        write_text(out / "summary.json", dumps(summary))
+    def write_run(self, summary: RunDocument, out: Path) -> None:
+        summary.write_json(out / "summary.json")
 
 
 class TensorRenderer:
@@ -52,7 +53,7 @@ class TensorRenderer:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **arrays)
 
-    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
+    def write_run(self, summary: RunDocument, out: Path) -> None:
         """Tensors are per example only."""
 
 

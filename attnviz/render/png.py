@@ -16,6 +16,7 @@ from attnviz.data import AttentionMap, TokenSeq
 from attnviz.render.base import example_dir, register_renderer
 from attnviz.render.colors import matplotlib_cmap
 from attnviz.report import ExampleReport
+from attnviz.summary import RunDocument
 
 DPI = 100
 MAX_LABELLED_TOKENS = 48  # beyond this, tick labels overlap; axes show positions instead
@@ -265,8 +266,16 @@ class PngRenderer:
     ) -> None:
         write_figures(dict(figures), example_dir(out, report))
 
-    def write_run(self, summary: Mapping[str, Any], out: Path) -> None:
-        """Per-example figures only; dataset figures belong to the dataset report."""
+    def write_run(self, summary: RunDocument, out: Path) -> None:
+        """Dataset maps: mean entropy, special/sink share and diffuse-head frequency per layer × head."""
+        figures = {}
+        for kind, maps in summary.header["dataset"]["heads"].items():
+            for name, grid in maps.items():
+                values = np.array([[np.nan if v is None else v for v in row] for row in grid], dtype=np.float64)
+                label = f"{name.replace('_', ' ')} (mean over examples)"
+                figures[figure_name(name, kind)] = metric_map(HeadMetric(name, label, values, kind))
+        if figures:
+            write_figures(figures, out / "dataset")
 
 
 register_renderer(PngRenderer())

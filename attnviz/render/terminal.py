@@ -27,14 +27,16 @@ def progress_bar(console: Console, label: str) -> Iterator[Callable[[int], None]
 
 
 def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> None:
-    """A table of the first examples (prediction, top words), then truncation and skipped-line notes."""
+    """A table of the first examples (prediction, top words), then truncation and skipped-line notes.
+
+    ``summary["examples"]`` holds the short index rows (``render_reports(..., keep_examples=False)``).
+    """
     run = summary["run"]
     table = Table(title=f"{run['model']} · {run['task']}", title_justify="left")
     for column in ("id", "prediction", "gold", "top words", "entropy"):
         table.add_column(column, overflow="fold")
     for ex in summary["examples"][:MAX_ROWS]:
-        first = next(iter(ex["scores"].values()), None)
-        top = ", ".join(w for w, _ in first["top_words"]) if first else ""
+        top = ", ".join(w for w, _ in ex["top_words"])
         gold = ex["label"] if ex["label"] is not None else ""
         table.add_row(
             Text(ex["id"]),
@@ -59,4 +61,11 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
         )
     for skipped in summary["skipped"]:
         console.print(Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"), soft_wrap=True)
+    metrics = summary["dataset"]["metrics"]
+    if metrics.get("accuracy") is not None:
+        console.print(f"accuracy: {metrics['accuracy']:.3f}", soft_wrap=True)
+    margin = metrics.get("comprehensiveness_margin")
+    if margin is not None:
+        primary = summary["dataset"]["primary_method"]
+        console.print(f"{primary}: comprehensiveness margin over random {margin:+.3f}", soft_wrap=True)
     console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True)

@@ -1,0 +1,192 @@
+"""Dataset-level aggregates, accumulated one example at a time (memory does not grow with the run).
+
+The accumulator keeps running means and variances (Welford), per layer × head sums, word counts
+(bounded by the vocabulary), a confusion matrix, the few examples where methods disagree most, and one
+short row per example for the index.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# Per-method scalar families; the unqualified name is the primary (first) method's value.
+METHOD_FAMILIES = (
+    "comprehensiveness",
+    "sufficiency",
+    "comprehensiveness_margin",
+    "sufficiency_margin",
+    "agreement_ig",
+    "agreement_ixg",
+    "plausibility_f1",
+    "auprc",
+)
+HEAD_MAPS = ("entropy", "special_share", "sink_share")
+TOP_WORDS = 15
+DISAGREEMENTS = 5
+DIGITS = 6
+
+
+class Running:
+    """Mean and standard deviation of a stream of numbers (Welford)."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self._m2 = 0, 0.0, 0.0
+
+    def add(self, value: float) -> None:
+        self.n += 1
+        delta = value - self.mean
+        self.mean += delta / self.n
+        self._m2 += delta * (value - self.mean)
+
+    @property
+    def std(self) -> float | None:
+        return math.sqrt(self._m2 / (self.n - 1)) if self.n > 1 else None
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), DIGITS)
+
+
+class DatasetAggregate:
+    """Feed it each example's summary entry with :meth:`add`; :meth:`result` gives the ``dataset`` block."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.truncated = 0
+        self.metrics: dict[str, Running] = defaultdict(Running)
+        self.heads: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
+        self.diffuse: tuple[np.ndarray, int] | None = None
+        self.words: Counter[str] = Counter()
+        self.words_by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        self.confusion: Counter[tuple[str, str]] = Counter()
+        self.disagreements: list[tuple[float, int, dict[str, Any]]] = []
+        self.primary: str | None = None
+        self.main_kind: str | None = None
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        self.count += 1
+        self.truncated += bool(entry["truncated"])
+        if self.primary is None and entry["scores"]:
+            self.primary = next(iter(entry["scores"]))
+        for name, value in entry["metrics"].items():
+            if value is not None and math.isfinite(value):
+                self.metrics[name].add(value)
+        if entry["mean_entropy"] is not None:
+            self.metrics["mean_entropy"].add(entry["mean_entropy"])
+        correct = entry["prediction"]["correct"]
+        if correct is not None:
+            self.metrics["accuracy"].add(float(correct))
+            self.confusion[(entry["label"], entry["prediction"]["text"])] += 1
+        self._add_heads(entry)
+        self._add_words(entry)
+        self._add_disagreement(entry)
+        self.rows.append(index_row(entry, self.primary))
+
+    def _add_heads(self, entry: Mapping[str, Any]) -> None:
+        for kind, metrics in entry["heads"].items():
+            for name in HEAD_MAPS:
+                if name in metrics:
+                    values = np.asarray(metrics[name], dtype=np.float64)
+                    total, n = self.heads.get((kind, name), (np.zeros_like(values), 0))
+                    if total.shape == values.shape:
+                        self.heads[(kind, name)] = (total + values, n + 1)
+        self.main_kind = entry["explained_attention"]
+        flags = entry.get("flags", {}).get("diffuse")
+        entropy = entry["heads"].get(entry["explained_attention"], {}).get("entropy")
+        if flags is not None and entropy is not None:
+            grid = np.zeros(np.asarray(entropy).shape)
+            for layer, head in flags:
+                grid[layer - 1, head - 1] = 1.0
+            total, n = self.diffuse or (np.zeros_like(grid), 0)
+            if total.shape == grid.shape:
+                self.diffuse = (total + grid, n + 1)
+
+    def _add_words(self, entry: Mapping[str, Any]) -> None:
+        if self.primary is None or self.primary not in entry["scores"]:
+            return
+        top = [word for word, _ in entry["scores"][self.primary]["top_words"]]
+        self.words.update(top)
+        label = entry["label"] if entry["label"] is not None else entry["prediction"]["text"]
+        if entry["prediction"]["probabilities"]:
+            self.words_by_label[str(label)].update(top)
+
+    def _add_disagreement(self, entry: Mapping[str, Any]) -> None:
+        rhos = [c["spearman"] for c in entry.get("method_correlations", []) if c["spearman"] is not None]
+        if not rhos:
+            return
+        item = (-min(rhos), -entry["index"], {"id": entry["id"], "page": entry["page"], "min_spearman": min(rhos)})
+        # keep the DISAGREEMENTS lowest correlations; ties: earlier examples first
+        if len(self.disagreements) < DISAGREEMENTS:
+            heapq.heappush(self.disagreements, item)
+        else:
+            heapq.heappushpop(self.disagreements, item)
+
+    def result(self, skipped: int) -> dict[str, Any]:
+        metrics: dict[str, float | None] = {
+            "examples": self.count,
+            "skipped": skipped,
+            "truncated": self.truncated,
+            "accuracy": _r(self.metrics["accuracy"].mean) if self.metrics["accuracy"].n else None,
+        }
+        spread: dict[str, float | None] = {}
+        for name, running in sorted(self.metrics.items()):
+            if name == "accuracy" or not running.n:
+                continue
+            metrics[name] = _r(running.mean)
+            spread[name] = _r(running.std)
+        if self.primary is not None:
+            for family in METHOD_FAMILIES:
+                qualified = f"{family}.{self.primary}"
+                if qualified in metrics:
+                    metrics[family] = metrics[qualified]
+                    spread[family] = spread.get(qualified)
+        labels = sorted({g for g, _ in self.confusion} | {p for _, p in self.confusion})
+        heads: dict[str, dict[str, Any]] = defaultdict(dict)
+        for (kind, name), (total, n) in sorted(self.heads.items()):
+            heads[kind][name] = [[_r(v) for v in row] for row in total / n]
+        if self.diffuse is not None:
+            total, n = self.diffuse
+            heads[self.main_kind or "self"]["diffuse_frequency"] = [[_r(v) for v in row] for row in total / n]
+        return {
+            "primary_method": self.primary,
+            "metrics": metrics,
+            "spread": spread,
+            "heads": dict(heads),
+            "top_words": {
+                "all": [[w, c] for w, c in sorted(self.words.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]],
+                "by_label": {
+                    label: [[w, c] for w, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]]
+                    for label, counter in sorted(self.words_by_label.items())
+                },
+            },
+            "confusion": {"labels": labels, "matrix": [[self.confusion[(g, p)] for p in labels] for g in labels]}
+            if labels
+            else None,
+            "disagreements": [item for _, _, item in sorted(self.disagreements, reverse=True)],
+        }
+
+
+def index_row(entry: Mapping[str, Any], primary: str | None) -> dict[str, Any]:
+    """The few fields the index table and terminal summary show."""
+    scores = entry["scores"].get(primary) if primary else None
+    margin = entry["metrics"].get(f"comprehensiveness_margin.{primary}") if primary else None
+    return {
+        "id": entry["id"],
+        "index": entry["index"],
+        "page": entry["page"],
+        "label": entry["label"],
+        "prediction": {k: entry["prediction"][k] for k in ("text", "score", "correct")},
+        "top_words": scores["top_words"] if scores else [],
+        "mean_entropy": entry["mean_entropy"],
+        "mean_special_share": entry["mean_special_share"],
+        "comprehensiveness_margin": margin,
+        "truncated": entry["truncated"],
+        "original_length": entry["original_length"],
+    }
