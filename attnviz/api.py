@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from attnviz.aggregate import DatasetAggregate
 from attnviz.capture import capture_batch, resolve_max_length
+from attnviz.check import CheckResult, check_summary, parse_thresholds
 from attnviz.config import RenderOptions
 from attnviz.data import Example, SkippedRecord
 from attnviz.errors import InputError, OutputError
@@ -218,3 +219,36 @@ def _write_run(renderers: Sequence[Renderer], summary: RunDocument, out: Path) -
             renderer.write_run(summary, out)
     except OSError as err:
         raise OutputError(f"cannot write run files in '{out}': {err}") from None
+
+
+def check_report(document: Mapping[str, Any], mins: Sequence[str], maxs: Sequence[str]) -> CheckResult:
+    """Evaluate ``--min``/``--max`` thresholds (``NAME=VALUE``) against a summary document."""
+    return check_summary(document, parse_thresholds(mins, maxs))
+
+
+def finish_report(
+    out: Path, mins: Sequence[str] = (), maxs: Sequence[str] = (), single_file: Path | None = None
+) -> CheckResult | None:
+    """After render, merge or compare: apply thresholds (summary.md then records them) and bundle the
+    report into one HTML file when asked.
+
+    Returns:
+        The check result when thresholds were given (the caller decides the exit status).
+    """
+    result = None
+    if mins or maxs:
+        document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        result = check_report(document, mins, maxs)
+        if document.get("kind", "render") == "render":
+            from attnviz.render.base import write_text
+            from attnviz.render.markdown import summary_markdown
+
+            write_text(out / "summary.md", summary_markdown(document, result))
+    if single_file is not None:
+        from attnviz.render.bundle import bundle_report
+
+        try:
+            bundle_report(out, single_file)
+        except OSError as err:
+            raise OutputError(f"cannot write '{single_file}': {err}") from None
+    return result

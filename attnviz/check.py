@@ -100,7 +100,8 @@ def parse_thresholds(mins: Sequence[str], maxs: Sequence[str]) -> list[Threshold
         UsageError: an entry is not ``NAME=VALUE`` or VALUE is not a finite number (exit 2).
     """
     thresholds = []
-    for option, op, texts in (("--min", ">=", mins), ("--max", "<=", maxs)):
+    bounds: tuple[tuple[str, Op, Sequence[str]], ...] = (("--min", ">=", mins), ("--max", "<=", maxs))
+    for option, op, texts in bounds:
         for text in texts:
             name, sep, raw = text.partition("=")
             name, raw = name.strip(), raw.strip()
@@ -172,7 +173,7 @@ def format_table(result: CheckResult) -> str:
     widths = [max(len(cells[i]) for cells in (header, *body)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
 
     rule = "| " + " | ".join("-" * width for width in widths) + " |"
     return "\n".join([line(header), rule, *(line(cells) for cells in body)])

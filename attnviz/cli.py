@@ -88,6 +88,31 @@ TrustOpt = Annotated[
 ]
 TaskOpt = Annotated[str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short error messages.")]
+MinOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--min", help="Fail (exit 6) unless metric >= value: NAME=VALUE, repeatable. Names: see summary.json."
+    ),
+]
+MaxOpt = Annotated[
+    list[str] | None, typer.Option("--max", help="Fail (exit 6) unless metric <= value: NAME=VALUE, repeatable.")
+]
+SingleFileOpt = Annotated[
+    Path | None, typer.Option("--single-file", help="Also bundle the whole report into this one HTML file.")
+]
+
+
+def _finish(out: Path, mins: list[str] | None, maxs: list[str] | None, single_file: Path | None) -> None:
+    """Thresholds and bundling after a run; a failed threshold prints the table and exits 6."""
+    from attnviz.api import finish_report
+    from attnviz.check import format_table
+
+    result = finish_report(out, mins or [], maxs or [], single_file)
+    if single_file is not None:
+        out_console.print(f"single file: {single_file}", markup=False, highlight=False, soft_wrap=True)
+    if result is not None:
+        out_console.print(format_table(result), markup=False, highlight=False, soft_wrap=True)
+        result.raise_if_failed()
 
 
 def _model_options(
@@ -170,10 +195,13 @@ def render(
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
     ] = "delete",
+    minimum: MinOpt = None,
+    maximum: MaxOpt = None,
+    single_file: SingleFileOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Render attention reports (HTML, PNG, summary.json) for texts or JSONL files."""
+    """Render attention reports (HTML, PNG, summary.json, summary.md) for texts or JSONL files."""
     from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, GenerationOptions, RenderOptions
     from attnviz.inputs import parse_field_map
 
@@ -211,7 +239,63 @@ def render(
             )
         if not quiet:
             print_summary(out_console, summary, str(out))
+        _finish(out, minimum, maximum, single_file)
         return summary
+
+    _guard(debug, call)
+
+
+@app.command()
+def check(
+    summary: Annotated[Path, typer.Argument(help="A summary.json written by render, merge or compare.")],
+    minimum: MinOpt = None,
+    maximum: MaxOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Check a summary.json against thresholds for CI: exit 6 with a table of what failed, 0 otherwise."""
+
+    def call() -> None:
+        import json as jsonlib
+
+        from attnviz.api import check_report
+        from attnviz.check import format_table
+        from attnviz.errors import InputError
+
+        try:
+            document = jsonlib.loads(summary.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(str(summary), "file not found") from None
+        except (jsonlib.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(str(summary), f"is not a summary.json ({err})") from None
+        result = check_report(document, minimum or [], maximum or [])
+        out_console.print(format_table(result), markup=False, highlight=False, soft_wrap=True)
+        result.raise_if_failed()
+
+    _guard(debug, call)
+
+
+@app.command()
+def merge(
+    folders: Annotated[list[Path], typer.Argument(help="The --out folders of render --shard i/N runs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged report folder.")] = Path("attnviz-report"),
+    minimum: MinOpt = None,
+    maximum: MaxOpt = None,
+    single_file: SingleFileOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Merge sharded runs into one report, identical to an unsharded run's summary and index."""
+
+    def call() -> None:
+        from attnviz.merge import merge_reports
+
+        merged = merge_reports(folders, out)
+        out_console.print(
+            f"merged {len(folders)} shards, {merged['counts']['examples']} examples: {out}/index.html",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        _finish(out, minimum, maximum, single_file)
 
     _guard(debug, call)
 

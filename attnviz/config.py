@@ -18,7 +18,7 @@ DEFAULT_METHODS = (
     "faithfulness",
     "plausibility",
 )
-DEFAULT_FORMATS = ("html", "png", "json")
+DEFAULT_FORMATS = ("html", "png", "json", "markdown")
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]

@@ -4,5 +4,8 @@ from __future__ import annotations
 
 from attnviz.render import html, json, png  # noqa: F401  (registration)
 from attnviz.render.base import RENDERERS, Renderer, get_renderer, list_renderers, register_renderer
+from attnviz.render.markdown import MarkdownRenderer
+
+register_renderer(MarkdownRenderer())
 
 __all__ = ["RENDERERS", "Renderer", "get_renderer", "list_renderers", "register_renderer"]

@@ -151,8 +151,8 @@ def _flags(document: Mapping[str, Any], metrics: Mapping[str, Any], methods: Seq
 
 def _min_spearman(entry: Mapping[str, Any]) -> float | None:
     """The lowest rank correlation between two methods on this example (None without two methods)."""
-    rhos = [c.get("spearman") for c in entry.get("method_correlations") or [] if isinstance(c, Mapping)]
-    rhos = [r for r in rhos if isinstance(r, (int, float))]
+    pairs = [c for c in entry.get("method_correlations") or [] if isinstance(c, Mapping)]
+    rhos = [float(c["spearman"]) for c in pairs if isinstance(c.get("spearman"), (int, float))]
     return min(rhos) if rhos else None
 
 
@@ -176,7 +176,7 @@ def _worst(examples: Iterable[Mapping[str, Any]], task: Any, primary: Any) -> di
     for entry in heapq.nsmallest(WORST_EXAMPLES, examples, key=key):
         prediction = entry.get("prediction") or {}
         scores = entry.get("scores") or {}
-        scored = scores.get(primary) or next(iter(scores.values()), {})
+        scored: Mapping[str, Any] = scores.get(primary) or next(iter(scores.values()), {})
         correct = prediction.get("correct")
         rows.append(
             {
