@@ -258,15 +258,11 @@ def compare_heads(entropy_a: Any, entropy_b: Any) -> dict[str, Any]:
         )
         return result
     means_a, means_b = ga.mean(axis=1), gb.mean(axis=1)
+    pairs = matched_layers(len(means_a), len(means_b))
+    diffs = [float(means_b[j] - means_a[i]) for i, j in pairs]
     rows = [
-        {
-            "layer_a": i + 1,
-            "layer_b": j + 1,
-            "a": _r(means_a[i]),
-            "b": _r(means_b[j]),
-            "diff": _r(means_b[j] - means_a[i]),
-        }
-        for i, j in matched_layers(len(means_a), len(means_b))
+        {"layer_a": i + 1, "layer_b": j + 1, "a": _r(means_a[i]), "b": _r(means_b[j]), "diff": _r(d)}
+        for (i, j), d in zip(pairs, diffs, strict=True)
     ]
     how = (
         "per-layer means layer by layer" if ga.shape[0] == gb.shape[0] else "per-layer means at matched relative depth"
@@ -277,7 +273,7 @@ def compare_heads(entropy_a: Any, entropy_b: Any) -> dict[str, Any]:
             f"A has {ga.shape[0]} layers × {ga.shape[1]} heads, B has {gb.shape[0]} × {gb.shape[1]}: "
             f"{how}; heads not compared"
         ),
-        mean_abs_diff=_mean([abs(row["b"] - row["a"]) for row in rows]),
+        mean_abs_diff=_mean([abs(d) for d in diffs]),
         layers=rows,
     )
     return result

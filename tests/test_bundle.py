@@ -24,6 +24,7 @@ INDEX = f"""<!DOCTYPE html>
 <title>attnviz report · tiny</title>
 <script>document.addEventListener("DOMContentLoaded", () => document.getElementById("examples").title = "ok");</script>
 </head><body>
+<ul><li>methods disagree most on <a href="examples/ex-1.html">ex-1</a></li></ul>
 <table id="examples">
 <tr><td><a href="examples/ex-2.html">ex-2</a></td></tr>
 <tr><td><a class="id" href="examples/ex-1.html#importance">ex-1</a></td></tr>
@@ -85,7 +86,7 @@ def test_csp_forbids_remote_loads(bundle: BeautifulSoup) -> None:
     assert "http" not in csp["content"]
 
 
-def test_index_first_then_every_example_in_index_order(bundle: BeautifulSoup) -> None:
+def test_index_first_then_every_example_in_table_order(bundle: BeautifulSoup) -> None:
     assert list(frames(bundle)) == ["index", "example-ex-2", "example-ex-1", "example-ex-3"]
     documents = frames(bundle)
     for name in ("ex-1", "ex-2", "ex-3"):
@@ -100,6 +101,7 @@ def test_index_links_point_to_sections(bundle: BeautifulSoup) -> None:
     index = frames(bundle)["index"]
     links = [(a["href"], a.get("target"), a.get("class")) for a in index.find_all("a")]
     assert links == [
+        ("#example-ex-1", "_top", None),  # a highlight above the table
         ("#example-ex-2", "_top", None),
         ("#example-ex-1", "_top", ["id"]),  # other attributes are kept; the in-page fragment is dropped
         ("https://example.org/docs", None, None),  # not a report page: left alone

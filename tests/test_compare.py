@@ -290,3 +290,12 @@ def test_primary_method_mismatch_uses_first_common_method() -> None:
 def test_needs_example_entries() -> None:
     with pytest.raises(ValueError, match="no example entries"):
         compare_summaries({**_summary([]), "examples": None}, _summary([]))
+
+
+def test_stdin_is_read_once_for_both_sides(tiny_loaded: Loader, tmp_path: Path) -> None:
+    import io
+
+    model = tiny_loaded("bert-classifier")
+    stdin = io.BytesIO(b"The cat sat on the mat.\nWhere is the nearest station?\n")
+    doc = compare_models(["-"], OPTIONS, OPTIONS, tmp_path, loaded_a=model, loaded_b=model, stdin=stdin)
+    assert doc["dataset"]["metrics"]["examples"] == 2 and doc["missing"] == {"only_a": [], "only_b": []}

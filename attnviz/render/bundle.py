@@ -111,7 +111,7 @@ def _title(path: Path, fallback: str) -> str:
 
 
 def find_pages(out_dir: Path) -> tuple[Page, list[Page]]:
-    """The index and the example pages, in the index's link order (pages it does not link come last, by name).
+    """The index and the example pages in the order the index lists them (pages it does not link come last, by name).
 
     Raises:
         OutputError: the folder has no ``index.html`` (not an HTML report).
@@ -124,7 +124,10 @@ def find_pages(out_dir: Path) -> tuple[Page, list[Page]]:
     finder.feed(index_path.read_text(encoding="utf-8"))
     finder.close()
     linked = [_resolve("index.html", dict(attrs)["href"] or "") for *_, attrs in finder.links]
-    order = list(dict.fromkeys(rel for rel in linked if rel in examples)) + sorted(set(examples) - set(linked))
+    # The index's table links every example in input order, after highlights (e.g. where methods disagree
+    # most) that link a few of them first; so each page's last link gives the table's order.
+    last = {rel: position for position, rel in enumerate(linked) if rel in examples}
+    order = sorted(last, key=last.__getitem__) + sorted(set(examples) - set(last))
     pages = [
         Page(
             path=examples[rel],

@@ -53,8 +53,8 @@ def md_escape(value: Any) -> str:
     """Untrusted text as literal Markdown text on one line.
 
     Backslash-escapes ``\\ ` * _ [ ] < > | # ~ &`` (``<`` stops raw HTML, ``|`` a new table cell, ``[`` a
-    link or image, ``&`` an entity) and turns line breaks into spaces. ``@`` gets a word joiner after it so a word such
-    as ``@someone`` does not mention (and notify) a user when posted as a comment.
+    link or image, ``&`` an entity) and turns line breaks into spaces. ``@`` gets a word joiner after it,
+    so a word such as ``@someone`` does not mention (and notify) a user when posted as a comment.
     """
     text = _LINE_BREAKS.sub(" ", "" if value is None else str(value))
     return _SIGNIFICANT.sub(r"\\\1", text).replace("@", "@\u2060")
@@ -102,7 +102,9 @@ def _methods(document: Mapping[str, Any], metrics: Mapping[str, Any]) -> list[st
     return ordered + sorted(scored - set(ordered))
 
 
-def _faithfulness(document: Mapping[str, Any], metrics: Mapping[str, Any], spread: Mapping[str, Any]) -> Any:
+def _faithfulness(
+    document: Mapping[str, Any], metrics: Mapping[str, Any], spread: Mapping[str, Any]
+) -> dict[str, Any] | None:
     methods = _methods(document, metrics)
     columns = [(key, label) for key, label in FAITHFULNESS_COLUMNS if any(f"{key}.{m}" in metrics for m in methods)]
     if not columns:
