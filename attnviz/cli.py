@@ -246,6 +246,65 @@ def render(
 
 
 @app.command()
+def compare(
+    inputs: Annotated[
+        list[str], typer.Argument(help="Texts, .txt or .jsonl files, or - for stdin.", show_default=False)
+    ],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model A: hub id or local folder.")],
+    against: Annotated[str, typer.Option("--against", help="Model B: hub id or local folder.")],
+    revision: RevisionOpt = None,
+    against_revision: Annotated[str | None, typer.Option(help="Hub revision of model B.")] = None,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = "auto",
+    trust_remote_code: TrustOpt = False,
+    task: TaskOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Comparison folder (a/ and b/ hold both reports).")] = Path(
+        "attnviz-compare"
+    ),
+    max_length: Annotated[int | None, typer.Option(help="Truncate inputs to this many tokens.", min=2)] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per forward pass.", min=1)] = 8,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Analyses for both reports.")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help="Outputs of both reports.")] = None,
+    on_error: Annotated[str, typer.Option(help="stop or skip bad input lines.")] = "stop",
+    minimum: MinOpt = None,
+    maximum: MaxOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare two models or checkpoints on the same inputs: predictions, explanations and heads side by side."""
+    from dataclasses import replace
+
+    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, RenderOptions
+
+    if on_error not in ("stop", "skip"):
+        raise typer.BadParameter(f"'{on_error}'; valid: stop, skip", param_hint="--on-error")
+
+    def call() -> None:
+        from attnviz.compare import compare_models
+
+        options_a = RenderOptions(
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            max_length=max_length,
+            batch_size=batch_size,
+            methods=_split(method) or DEFAULT_METHODS,
+            formats=_split(fmt) or DEFAULT_FORMATS,
+            on_error=on_error,  # type: ignore[arg-type]
+        )
+        options_b = replace(
+            options_a, model=_model_options(against, against_revision, device, dtype, trust_remote_code, task)
+        )
+        document = compare_models(inputs, options_a, options_b, out, stdin=sys.stdin.buffer)
+        metrics = document["dataset"]["metrics"]
+        for name in ("examples", "prediction_flips", "mean_rank_correlation", "entropy_drift"):
+            out_console.print(f"{name}: {metrics.get(name)}", markup=False, highlight=False, soft_wrap=True)
+        out_console.print(
+            f"report: {out}/compare.html · summary: {out}/summary.json", markup=False, highlight=False, soft_wrap=True
+        )
+        _finish(out, minimum, maximum, None)
+
+    _guard(debug, call)
+
+
+@app.command()
 def check(
     summary: Annotated[Path, typer.Argument(help="A summary.json written by render, merge or compare.")],
     minimum: MinOpt = None,

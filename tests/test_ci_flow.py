@@ -153,3 +153,34 @@ def test_render_applies_thresholds_and_writes_markdown_and_single_file(
     bundle = BeautifulSoup(single.read_text(encoding="utf-8"), "html.parser")
     assert bundle.find("meta", attrs={"http-equiv": "Content-Security-Policy"}) is not None
     assert not [t for t in bundle.find_all(src=True) if "://" in t["src"]]
+
+
+def test_compare_command_with_itself_has_no_flips(tiny_path: Callable, data: Path, tmp_path: Path) -> None:
+    model = str(tiny_path("bert-classifier"))
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            str(data),
+            "--model",
+            model,
+            "--against",
+            model,
+            "--out",
+            str(tmp_path),
+            "--method",
+            "attention,heads",
+            "--format",
+            "json",
+            "--on-error",
+            "skip",
+            "--max",
+            "prediction_flips=0",
+            "--min",
+            "mean_rank_correlation=0.999",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    document = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert document["kind"] == "compare" and document["dataset"]["metrics"]["prediction_flips"] == 0
+    validate_summary(document)
