@@ -42,6 +42,8 @@ def test_wheel_contains_templates(wheel: Path) -> None:
     templates = {p.name for p in (ROOT / "templates").iterdir()}
     assert templates and {f"attnviz/templates/{name}" for name in templates} <= names
     assert "attnviz/py.typed" in names
+    assert {"attnviz/schema/summary.schema.json", "attnviz/schema/compare.schema.json"} <= names
+    assert "attnviz/assets/sentiment_head/attnviz_head.json" in names
 
 
 def test_installed_copy_finds_templates_from_another_folder(wheel: Path, tmp_path: Path) -> None:
