@@ -154,7 +154,10 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
 
 
 def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:
+    from attnviz.schema import validate_summary
+
     _, summary = run
+    validate_summary(summary)
     ex = summary["examples"][0]
     assert summary["schema_version"] == "1.0"
     assert summary["run"]["task"] == "classify" and summary["run"]["options"]["max_length"] == 32

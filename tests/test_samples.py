@@ -10,6 +10,7 @@ from bs4 import BeautifulSoup
 
 from attnviz.api import render_reports
 from attnviz.config import GenerationOptions, RenderOptions
+from attnviz.schema import validate_summary
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_inputs"
 
@@ -32,6 +33,7 @@ def test_sample_renders(tiny_loaded: Callable, tmp_path: Path, sample: str, kind
     options = RenderOptions(out_dir=tmp_path, formats=("html", "json"), generation=GenerationOptions(max_new_tokens=4))
     summary = render_reports([str(path)], options, loaded=tiny_loaded(kind))
     assert summary["status"] == "complete" and summary["run"]["task"] == task
+    validate_summary(summary)
     assert summary["counts"]["examples"] == len(lines)
     page = BeautifulSoup((tmp_path / summary["examples"][0]["page"]).read_text(encoding="utf-8"), "html.parser")
     kinds = [table["data-kind"] for table in page.select("table.heat[data-kind]")]
