@@ -70,7 +70,6 @@ def render_reports(
         line_field=task.line_field,
         field_map=dict(options.field_map),
         on_error=options.on_error,
-        shard=options.shard,
     )
     out = _prepare_out(options.out_dir)
     max_length = resolve_max_length(loaded, options.max_length)
@@ -86,7 +85,7 @@ def render_reports(
     spool = out / ".examples.jsonl"
     try:
         with spool.open("w", encoding="utf-8") as spooled:
-            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped):
+            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
                 tick = time.perf_counter()
                 captures = capture_batch(
                     loaded,
@@ -172,24 +171,36 @@ def run_info(
 
 
 def _batches(
-    items: Iterable[Example | SkippedRecord], size: int, skipped: list[SkippedRecord]
+    items: Iterable[Example | SkippedRecord],
+    size: int,
+    skipped: list[SkippedRecord],
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[list[Example]]:
-    """Group examples into batches; a bad record first flushes the examples read before it."""
+    """Group examples into batches; a bad record first flushes the examples read before it.
+
+    Shard i of N keeps every N-th *batch* (and the skipped records at positions ≡ i mod N). Whole
+    batches, not examples, are dealt out so each example runs in exactly the batch it would run in
+    unsharded: padding changes floating-point sums, and merged shards must equal the unsharded run.
+    """
+    index, count = shard
     batch: list[Example] = []
+    batch_no = 0
     try:
         for item in items:
             if isinstance(item, SkippedRecord):
-                skipped.append(item)
+                if item.index % count == index:
+                    skipped.append(item)
                 continue
             batch.append(item)
             if len(batch) == size:
-                yield batch
-                batch = []
+                if batch_no % count == index:
+                    yield batch
+                batch, batch_no = [], batch_no + 1
     except InputError:
-        if batch:
+        if batch and batch_no % count == index:
             yield batch
         raise
-    if batch:
+    if batch and batch_no % count == index:
         yield batch
 
 

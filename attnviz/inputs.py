@@ -34,14 +34,12 @@ class InputSpec:
         line_field: the field a plain-text line fills (``text``, or ``source`` for seq2seq).
         field_map: canonical field name → column name in the JSONL (``--field text=review``).
         on_error: ``stop`` raises on the first bad record; ``skip`` records it and goes on.
-        shard: ``(index, count)``: keep only records whose position modulo ``count`` is ``index``.
     """
 
     required: tuple[str, ...] = ("text",)
     line_field: str = "text"
     field_map: Mapping[str, str] = field(default_factory=dict)
     on_error: OnError = "stop"
-    shard: tuple[int, int] = (0, 1)
 
 
 def parse_field_map(pairs: Sequence[str]) -> dict[str, str]:
@@ -71,12 +69,9 @@ def read_inputs(
     """
     seen: set[str] = set()
     position = 0
-    index, count = spec.shard
     for arg_no, arg in enumerate(args, start=1):
         for item in _read_one(arg, arg_no, spec, stdin):
             position += 1
-            if (position - 1) % count != index:
-                continue
             item = replace(item, index=position - 1)
             if isinstance(item, Example):
                 if item.id in seen:

@@ -44,7 +44,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def render(loaded: Any, data: Path, out: Path, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     options = RenderOptions(
-        out_dir=out, formats=("html", "json", "markdown"), methods=METHODS, on_error="skip", shard=shard
+        out_dir=out, formats=("html", "json", "markdown"), methods=METHODS, on_error="skip", shard=shard, batch_size=2
     )
     return render_reports([str(data)], options, loaded=loaded)
 
@@ -60,6 +60,10 @@ def test_merge_of_three_shards_equals_the_unsharded_run(tiny_loaded: Callable, d
     for i, folder in enumerate(shards):
         part = render(loaded, data, folder, (i, 3))
         assert part["run"]["options"]["shard"] == f"{i}/3"
+    parts = [json.loads((folder / "summary.json").read_text(encoding="utf-8")) for folder in shards]
+    indices = [[e["index"] for e in part["examples"]] for part in parts]
+    assert sorted(i for shard in indices for i in shard) == [e["index"] for e in whole["examples"]]
+    assert all(shard for shard in indices)  # batches of 2: shard i gets batches i, i + 3
     merged = merge_reports(shards, tmp_path / "merged", formats=("html", "json", "markdown"))
     assert without_timing(merged) == without_timing(whole)
     written = json.loads((tmp_path / "merged" / "summary.json").read_text(encoding="utf-8"))

@@ -116,14 +116,6 @@ def test_jsonl_is_streamed(tmp_path: Path) -> None:
     assert next(items).fields["text"] == "first"
 
 
-def test_shards_partition_the_stream(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "s.jsonl", [{"text": f"t{i}"} for i in range(10)])
-    shards = [examples_only(read_inputs([str(path)], InputSpec(shard=(i, 3)))) for i in range(3)]
-    indices = sorted(e.index for shard in shards for e in shard)
-    assert indices == list(range(10))
-    assert [e.index for e in shards[1]] == [1, 4, 7]
-
-
 def test_field_map_errors() -> None:
     with pytest.raises(InputError, match="expected NAME=COLUMN"):
         parse_field_map(["text"])
