@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from attnviz.aggregate import DatasetAggregate
-from attnviz.config import DEFAULT_FORMATS
 from attnviz.errors import InputError, OutputError
 from attnviz.render import get_renderer
 from attnviz.summary import RunDocument, run_header
