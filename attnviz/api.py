@@ -19,7 +19,7 @@ from attnviz.inputs import InputSpec, read_inputs
 from attnviz.models import LoadedModel, load_model
 from attnviz.render import get_renderer
 from attnviz.render.base import Renderer
-from attnviz.report import analyze, expand_methods, needs_gradients, needs_model, needs_value_norms
+from attnviz.report import ExampleReport, analyze, expand_methods, needs_gradients, needs_model, needs_value_norms
 from attnviz.summary import RunDocument, example_summary, run_header, skipped_summary, versions
 from attnviz.tasks import get_task
 
@@ -263,3 +263,35 @@ def finish_report(
         except OSError as err:
             raise OutputError(f"cannot write '{single_file}': {err}") from None
     return result
+
+
+def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None = None) -> ExampleReport:
+    """Capture and analyse one text without writing files (the terminal ``show`` view).
+
+    Raises:
+        InputError: empty text. ModelError: as for :func:`render_reports`.
+    """
+    if not text.strip():
+        raise InputError("<text>", "is empty", "text")
+    loaded = loaded or load_model(options.model)
+    task = get_task(loaded.task)
+    methods = expand_methods(options.methods)
+    example = Example(id="text", source="<text>", fields={task.line_field: text})
+    capture = capture_batch(
+        loaded,
+        [example],
+        max_length=resolve_max_length(loaded, options.max_length),
+        generation=options.generation,
+        gradients=needs_gradients(methods),
+        value_norms=needs_value_norms(methods),
+        target=options.target_label,
+    )[0]
+    predictor = task.predictor(loaded, capture) if needs_model(methods) else None
+    return analyze(
+        capture,
+        methods,
+        index=0,
+        word_merge=options.word_merge,
+        options={"erasure": options.erasure, "seed": options.seed},
+        predictor=predictor,
+    )

@@ -246,6 +246,36 @@ def render(
 
 
 @app.command()
+def show(
+    text: Annotated[str, typer.Argument(help="The text to explain.", show_default=False)],
+    model: ModelOpt = None,
+    revision: RevisionOpt = None,
+    device: DeviceOpt = "auto",
+    dtype: DTypeOpt = "auto",
+    trust_remote_code: TrustOpt = False,
+    task: TaskOpt = None,
+    method: Annotated[
+        list[str] | None, typer.Option("--method", help="Analyses (default: attention, rollout, relevancy, heads).")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Explain one text in the terminal: prediction, words shaded by each method, head findings."""
+    from attnviz.config import RenderOptions
+
+    def call() -> None:
+        from attnviz.api import explain_text
+        from attnviz.render.terminal import print_example
+
+        options = RenderOptions(
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            methods=_split(method) or ("attention", "rollout", "relevancy", "heads"),
+        )
+        print_example(out_console, explain_text(text, options))
+
+    _guard(debug, call)
+
+
+@app.command()
 def compare(
     inputs: Annotated[
         list[str], typer.Argument(help="Texts, .txt or .jsonl files, or - for stdin.", show_default=False)

@@ -153,3 +153,13 @@ def test_every_command_and_option_has_help() -> None:
         for param in sub.params:
             if param.param_type_name == "option":
                 assert param.help, f"{name} {param.opts} has no help"
+
+
+def test_show_prints_prediction_and_shaded_words_without_interpreting_markup(model: str) -> None:
+    result = runner.invoke(app, ["show", "the cat [bold]sat[/bold] here", "--model", model])
+    assert result.exit_code == 0, result.stderr
+    assert "prediction: " in result.stdout and "raw attention (head mean) (layer 2):" in result.stdout
+    assert "[ bold ]" in result.stdout or "[bold]" in result.stdout  # shown as text, not applied as style
+    assert "heads are diffuse" in result.stdout
+    empty = runner.invoke(app, ["show", "   ", "--model", model])
+    assert empty.exit_code == 3 and "is empty" in empty.stderr

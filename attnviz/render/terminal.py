@@ -69,3 +69,32 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
         primary = summary["dataset"]["primary_method"]
         console.print(f"{primary}: comprehensiveness margin over random {margin:+.3f}", soft_wrap=True)
     console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True)
+
+
+def print_example(console: Console, report: Any) -> None:
+    """One example in the terminal: prediction, words shaded by each method, and the head findings.
+
+    Tokens go into ``Text`` objects, never into markup strings, so a token like ``[bold]`` prints as is.
+    """
+    from attnviz.render.colors import hex_colour, normalize, text_colour
+
+    capture = report.capture
+    console.print(Text.assemble(("prediction: ", "bold"), capture.prediction.text), soft_wrap=True)
+    for label, p in sorted(capture.prediction.probabilities.items(), key=lambda kv: -kv[1]):
+        console.print(Text(f"  {label}: {p:.3f}"), soft_wrap=True)
+    for scores in report.token_scores:
+        seq = capture.sequences[scores.sequence]
+        values = report.word_scores(scores)
+        levels = normalize(values)
+        line = Text(f"{scores.label} ({scores.stage_labels[scores.default_stage]}): ", style="bold")
+        for word, level in zip(seq.words, levels, strict=True):
+            line.append(word, style=f"{text_colour(level)} on {hex_colour(level)}")
+            line.append(" ")
+        console.print(line, soft_wrap=True)
+    for message in report.messages:
+        console.print(Text(message, style="italic"), soft_wrap=True)
+    metrics = report.scalars
+    for scores in report.token_scores:
+        margin = metrics.get(f"comprehensiveness_margin.{scores.method}")
+        if margin is not None:
+            console.print(Text(f"{scores.method}: comprehensiveness margin over random {margin:+.3f}"), soft_wrap=True)
