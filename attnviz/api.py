@@ -72,42 +72,16 @@ def render_reports(
         on_error=options.on_error,
     )
     out = _prepare_out(options.out_dir)
-    max_length = resolve_max_length(loaded, options.max_length)
-    run = run_info(loaded, options, methods, max_length, inputs)
-    gradients = needs_gradients(methods)
-    value_norms = needs_value_norms(methods)
-    rerun = needs_model(methods)
-    analysis_options = {"erasure": options.erasure, "seed": options.seed}
+    explainer = _Explainer(loaded, options, methods)
+    run = run_info(loaded, options, methods, explainer.max_length, inputs)
     aggregate = DatasetAggregate()
     skipped: list[SkippedRecord] = []
     status, error = "complete", None
-    model_seconds = recheck_seconds = 0.0
     spool = out / ".examples.jsonl"
     try:
         with spool.open("w", encoding="utf-8") as spooled:
             for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
-                tick = time.perf_counter()
-                captures = capture_batch(
-                    loaded,
-                    batch,
-                    max_length=max_length,
-                    generation=options.generation,
-                    gradients=gradients,
-                    value_norms=value_norms,
-                    target=options.target_label,
-                )
-                model_seconds += time.perf_counter() - tick
-                for capture in captures:
-                    predictor = task.predictor(loaded, capture) if rerun else None
-                    report = analyze(
-                        capture,
-                        methods,
-                        index=capture.example.index,
-                        word_merge=options.word_merge,
-                        options=analysis_options,
-                        predictor=predictor,
-                    )
-                    recheck_seconds += predictor.seconds if predictor is not None else 0.0
+                for report in explainer.reports(batch):
                     _write_example(renderers, report, out, run)
                     entry = example_summary(report)
                     spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
@@ -127,8 +101,8 @@ def render_reports(
             error=error,
             timing={
                 "total_seconds": round(elapsed, 3),
-                "model_seconds": round(model_seconds, 3),
-                "faithfulness_seconds": round(recheck_seconds, 3),
+                "model_seconds": round(explainer.model_seconds, 3),
+                "faithfulness_seconds": round(explainer.recheck_seconds, 3),
             },
         )
         document = RunDocument(header=header, spool=spool, rows=aggregate.rows)
@@ -146,14 +120,15 @@ def run_info(
     inputs: Sequence[str],
 ) -> dict[str, Any]:
     """Run metadata for summary.json: no timestamps or absolute paths, so identical runs compare equal."""
+    found = versions()
     return {
         "model": loaded.name,
         "revision": loaded.revision,
         "task": loaded.task,
         "device": loaded.device,
         "dtype": loaded.dtype,
-        "attnviz_version": versions()["attnviz"],
-        "versions": versions(),
+        "attnviz_version": found["attnviz"],
+        "versions": found,
         "inputs": [arg if arg == "-" or Path(arg).is_file() else "<text>" for arg in inputs],
         "options": {
             "max_length": max_length,
@@ -274,24 +249,44 @@ def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None =
     if not text.strip():
         raise InputError("<text>", "is empty", "text")
     loaded = loaded or load_model(options.model)
-    task = get_task(loaded.task)
-    methods = expand_methods(options.methods)
-    example = Example(id="text", source="<text>", fields={task.line_field: text})
-    capture = capture_batch(
-        loaded,
-        [example],
-        max_length=resolve_max_length(loaded, options.max_length),
-        generation=options.generation,
-        gradients=needs_gradients(methods),
-        value_norms=needs_value_norms(methods),
-        target=options.target_label,
-    )[0]
-    predictor = task.predictor(loaded, capture) if needs_model(methods) else None
-    return analyze(
-        capture,
-        methods,
-        index=0,
-        word_merge=options.word_merge,
-        options={"erasure": options.erasure, "seed": options.seed},
-        predictor=predictor,
-    )
+    example = Example(id="text", source="<text>", fields={get_task(loaded.task).line_field: text})
+    return next(_Explainer(loaded, options, expand_methods(options.methods)).reports([example]))
+
+
+class _Explainer:
+    """Captures and analyses batches with one run's settings, which are worked out once."""
+
+    def __init__(self, loaded: LoadedModel, options: RenderOptions, methods: Sequence[str]) -> None:
+        self.loaded, self.options, self.methods = loaded, options, methods
+        self.task = get_task(loaded.task)
+        self.max_length = resolve_max_length(loaded, options.max_length)
+        self.gradients = needs_gradients(methods)
+        self.value_norms = needs_value_norms(methods)
+        self.rerun = needs_model(methods)
+        self.analysis_options = {"erasure": options.erasure, "seed": options.seed}
+        self.model_seconds = self.recheck_seconds = 0.0
+
+    def reports(self, batch: Sequence[Example]) -> Iterator[ExampleReport]:
+        """One forward (and backward) pass for the batch, then each example's analyses."""
+        tick = time.perf_counter()
+        captures = capture_batch(
+            self.loaded,
+            batch,
+            max_length=self.max_length,
+            generation=self.options.generation,
+            gradients=self.gradients,
+            value_norms=self.value_norms,
+            target=self.options.target_label,
+        )
+        self.model_seconds += time.perf_counter() - tick
+        for capture in captures:
+            predictor = self.task.predictor(self.loaded, capture) if self.rerun else None
+            yield analyze(
+                capture,
+                self.methods,
+                index=capture.example.index,
+                word_merge=self.options.word_merge,
+                options=self.analysis_options,
+                predictor=predictor,
+            )
+            self.recheck_seconds += predictor.seconds if predictor is not None else 0.0

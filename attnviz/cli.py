@@ -57,6 +57,12 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(part.strip() for value in values or [] for part in value.split(",") if part.strip())
 
 
+def _choice(value: str, valid: tuple[str, ...], option: str) -> None:
+    """Options with a fixed set of values: anything else is a usage error listing them."""
+    if value not in valid:
+        raise typer.BadParameter(f"'{value}'; valid: {', '.join(valid)}", param_hint=option)
+
+
 def _shard(value: str) -> tuple[int, int]:
     index, sep, count = value.partition("/")
     if not sep or not index.isdigit() or not count.isdigit():
@@ -120,10 +126,8 @@ def _model_options(
 ) -> Any:
     from attnviz.config import ModelOptions
 
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise typer.BadParameter(f"'{device}'; valid: auto, cpu, cuda, mps", param_hint="--device")
-    if dtype not in ("auto", "float32", "float16", "bfloat16"):
-        raise typer.BadParameter(f"'{dtype}'; valid: auto, float32, float16, bfloat16", param_hint="--dtype")
+    _choice(device, ("auto", "cpu", "cuda", "mps"), "--device")
+    _choice(dtype, ("auto", "float32", "float16", "bfloat16"), "--dtype")
     if task is not None:
         from attnviz.tasks import get_task
 
@@ -205,12 +209,9 @@ def render(
     from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, GenerationOptions, RenderOptions
     from attnviz.inputs import parse_field_map
 
-    if on_error not in ("stop", "skip"):
-        raise typer.BadParameter(f"'{on_error}'; valid: stop, skip", param_hint="--on-error")
-    if erasure not in ("delete", "mask"):
-        raise typer.BadParameter(f"'{erasure}'; valid: delete, mask", param_hint="--erasure")
-    if word_merge not in ("sum", "mean", "max"):
-        raise typer.BadParameter(f"'{word_merge}'; valid: sum, mean, max", param_hint="--word-merge")
+    _choice(on_error, ("stop", "skip"), "--on-error")
+    _choice(erasure, ("delete", "mask"), "--erasure")
+    _choice(word_merge, ("sum", "mean", "max"), "--word-merge")
 
     def call() -> Any:
         from attnviz.api import render_reports
@@ -305,8 +306,7 @@ def compare(
 
     from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, RenderOptions
 
-    if on_error not in ("stop", "skip"):
-        raise typer.BadParameter(f"'{on_error}'; valid: stop, skip", param_hint="--on-error")
+    _choice(on_error, ("stop", "skip"), "--on-error")
 
     def call() -> None:
         from attnviz.compare import compare_models

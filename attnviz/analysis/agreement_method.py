@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.agreement import kendall_tau
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
 from attnviz.analysis.faithfulness import scored_methods
 from attnviz.data import Capture
 
 IG_STEPS = 50
-GRADIENT_METHODS = ("input_x_gradient", "integrated_gradients")
 
 
 class Agreement:
@@ -29,7 +28,7 @@ class Agreement:
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
-            return AnalysisResult(name=self.name, messages=(f"agreement: not available for task '{capture.task}'",))
+            return without_predictor(self.name, capture)
         ixg, ig, delta = predictor.attributions(int(context.options.get("ig_steps", IG_STEPS)))
         removable = predictor.removable
         n = len(predictor.ids)

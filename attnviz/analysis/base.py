@@ -132,6 +132,11 @@ def list_analyses() -> list[str]:
     return ANALYSES.names()
 
 
+def without_predictor(name: str, capture: Capture) -> AnalysisResult:
+    """The result of an analysis that must re-run the model when the task offers no predictor."""
+    return AnalysisResult(name=name, messages=(f"{name}: not available for task '{capture.task}'",))
+
+
 def head_mean(weights: np.ndarray) -> np.ndarray:
     """(L, H, q, k) → (L, q, k) mean over heads, in float64."""
     return weights.astype(np.float64).mean(axis=1)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
 from attnviz.data import Capture
 
 DEFAULT_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
@@ -196,7 +196,7 @@ class Faithfulness:
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
-            return AnalysisResult(name=self.name, messages=(f"faithfulness: not available for task '{capture.task}'",))
+            return without_predictor(self.name, capture)
         if not predictor.removable.any():
             return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
         erasure = context.options.get("erasure", "delete")

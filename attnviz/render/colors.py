@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 # Sequential palette (white → deep blue), sampled from ColorBrewer "Blues"; index 0 is zero importance.
@@ -50,10 +48,6 @@ def hex_colour(level: float) -> str:
 def text_colour(level: float) -> str:
     """Dark text on light cells, white on dark ones."""
     return "#ffffff" if level > 0.55 else "#111111"
-
-
-def colour_list(levels: Sequence[float]) -> list[str]:
-    return [hex_colour(v) for v in levels]
 
 
 def matplotlib_cmap():  # type: ignore[no-untyped-def]

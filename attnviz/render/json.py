@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,6 @@ import numpy as np
 from attnviz.render.base import register_renderer
 from attnviz.report import ExampleReport
 from attnviz.summary import RunDocument
-
-
-def dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 class JsonRenderer:
