@@ -9,19 +9,26 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from attnviz.aggregate import DatasetAggregate
-from attnviz.capture import capture_batch, resolve_max_length
-from attnviz.check import CheckResult, check_summary, parse_thresholds
+from attnviz.analysis.pipeline import (
+    ExampleReport,
+    analyze,
+    expand_methods,
+    needs_gradients,
+    needs_model,
+    needs_value_norms,
+)
 from attnviz.config import RenderOptions
-from attnviz.data import Example, SkippedRecord
 from attnviz.errors import InputError, OutputError
 from attnviz.inputs import InputSpec, read_inputs
-from attnviz.models import LoadedModel, load_model
-from attnviz.render import get_renderer
-from attnviz.render.base import Renderer
-from attnviz.report import ExampleReport, analyze, expand_methods, needs_gradients, needs_model, needs_value_norms
-from attnviz.summary import RunDocument, example_summary, run_header, skipped_summary, versions
-from attnviz.tasks import get_task
+from attnviz.model.capture import capture_batch, resolve_max_length
+from attnviz.model.loading import LoadedModel, load_model
+from attnviz.model.tasks import get_task
+from attnviz.output import get_renderer
+from attnviz.output.aggregate import DatasetAggregate
+from attnviz.output.base import Renderer
+from attnviz.output.check import CheckResult, check_summary, parse_thresholds
+from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
+from attnviz.types import Example, SkippedRecord
 
 Progress = Callable[[int], None]
 
@@ -188,7 +195,7 @@ def _prepare_out(out: Path) -> Path:
 
 
 def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any]) -> None:
-    from attnviz.render.png import draw_example
+    from attnviz.output.png import draw_example
 
     groups = frozenset().union(*(r.needs_figures for r in renderers))
     figures = draw_example(report, groups) if groups else {}
@@ -226,12 +233,12 @@ def finish_report(
         document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
         result = check_report(document, mins, maxs)
         if document.get("kind", "render") == "render":
-            from attnviz.render.base import write_text
-            from attnviz.render.markdown import summary_markdown
+            from attnviz.output.base import write_text
+            from attnviz.output.markdown import summary_markdown
 
             write_text(out / "summary.md", summary_markdown(document, result))
     if single_file is not None:
-        from attnviz.render.bundle import bundle_report
+        from attnviz.output.bundle import bundle_report
 
         try:
             bundle_report(out, single_file)

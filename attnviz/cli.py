@@ -72,8 +72,8 @@ def _shard(value: str) -> tuple[int, int]:
 
 def _names(kind: str) -> str:
     from attnviz.analysis import list_analyses
-    from attnviz.render import list_renderers
-    from attnviz.tasks import list_tasks
+    from attnviz.model.tasks import list_tasks
+    from attnviz.output import list_renderers
 
     return ", ".join({"method": list_analyses, "format": list_renderers, "task": list_tasks}[kind]())
 
@@ -111,7 +111,7 @@ SingleFileOpt = Annotated[
 def _finish(out: Path, mins: list[str] | None, maxs: list[str] | None, single_file: Path | None) -> None:
     """Thresholds and bundling after a run; a failed threshold prints the table and exits 6."""
     from attnviz.api import finish_report
-    from attnviz.check import format_table
+    from attnviz.output.check import format_table
 
     result = finish_report(out, mins or [], maxs or [], single_file)
     if single_file is not None:
@@ -129,7 +129,7 @@ def _model_options(
     _choice(device, ("auto", "cpu", "cuda", "mps"), "--device")
     _choice(dtype, ("auto", "float32", "float16", "bfloat16"), "--dtype")
     if task is not None:
-        from attnviz.tasks import get_task
+        from attnviz.model.tasks import get_task
 
         get_task(task)
     return ModelOptions(
@@ -215,7 +215,7 @@ def render(
 
     def call() -> Any:
         from attnviz.api import render_reports
-        from attnviz.render.terminal import print_summary, progress_bar
+        from attnviz.output.terminal import print_summary, progress_bar
 
         options = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task),
@@ -265,7 +265,7 @@ def show(
 
     def call() -> None:
         from attnviz.api import explain_text
-        from attnviz.render.terminal import print_example
+        from attnviz.output.terminal import print_example
 
         options = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task),
@@ -309,7 +309,7 @@ def compare(
     _choice(on_error, ("stop", "skip"), "--on-error")
 
     def call() -> None:
-        from attnviz.compare import compare_models
+        from attnviz.output.compare import compare_models
 
         options_a = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task),
@@ -347,8 +347,8 @@ def check(
         import json as jsonlib
 
         from attnviz.api import check_report
-        from attnviz.check import format_table
         from attnviz.errors import InputError
+        from attnviz.output.check import format_table
 
         try:
             document = jsonlib.loads(summary.read_text(encoding="utf-8"))
@@ -375,7 +375,7 @@ def merge(
     """Merge sharded runs into one report, identical to an unsharded run's summary and index."""
 
     def call() -> None:
-        from attnviz.merge import merge_reports
+        from attnviz.output.merge import merge_reports
 
         merged = merge_reports(folders, out)
         out_console.print(

@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
-from attnviz.data import Example, SkippedRecord
 from attnviz.errors import InputError
+from attnviz.types import Example, SkippedRecord
 
 TEXT_FIELDS = ("text", "text_pair", "question", "context", "source", "target")
 KNOWN_FIELDS = ("id", *TEXT_FIELDS, "label", "rationale")

@@ -55,7 +55,7 @@ WORDS = [
 def one(size: int, model: str, methods: str, formats: str) -> dict[str, float]:
     from attnviz.api import render_reports
     from attnviz.config import ModelOptions, RenderOptions
-    from attnviz.models import load_model
+    from attnviz.model.loading import load_model
 
     rng = random.Random(0)
     with tempfile.TemporaryDirectory() as tmp:

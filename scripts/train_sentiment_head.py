@@ -24,7 +24,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attnviz.demo_model import (  # noqa: E402
+from attnviz.model.demo import (  # noqa: E402
     DEMO_BASE,
     HEAD_FILE,
     HEAD_FORMAT,

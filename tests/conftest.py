@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from tiny_models import build_tiny_model  # noqa: E402
 
 from attnviz.config import ModelOptions  # noqa: E402
-from attnviz.models import LoadedModel, load_model  # noqa: E402
+from attnviz.model.loading import LoadedModel, load_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +34,7 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_path: Callable[..., Path]) -> Callable[..., LoadedModel]:
-    """``tiny_loaded(kind, padding_side="right", task=None)`` → a model loaded by ``attnviz.models.load_model``."""
+    """``tiny_loaded(kind, padding_side="right", task=None)`` → a model from ``attnviz.model.loading.load_model``."""
     cache: dict[tuple[str, str, str | None], LoadedModel] = {}
 
     def get(kind: str, padding_side: str = "right", task: str | None = None) -> LoadedModel:

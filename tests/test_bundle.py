@@ -8,7 +8,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from attnviz.errors import OutputError
-from attnviz.render.bundle import bundle_report, rewrite_links
+from attnviz.output.bundle import bundle_report, rewrite_links
 
 PIXEL = (
     "data:image/png;base64,"

@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from attnviz.capture import capture_batch, resolve_max_length
-from attnviz.data import Example
 from attnviz.errors import ModelError
+from attnviz.model.capture import capture_batch, resolve_max_length
+from attnviz.types import Example
 
 TEXTS = [
     "The cat sat quietly on the warm windowsill.",
@@ -119,7 +119,7 @@ def test_default_max_length_respects_model_limits(tiny_loaded: Callable) -> None
 
 def test_sdpa_without_weights_is_a_model_error(tiny_path: Callable) -> None:
     from attnviz.config import ModelOptions
-    from attnviz.models import load_model
+    from attnviz.model.loading import load_model
 
     loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
     loaded.model.set_attn_implementation("sdpa")
@@ -132,7 +132,7 @@ def test_sdpa_without_weights_is_a_model_error(tiny_path: Callable) -> None:
 
 def test_wrong_layer_count_is_a_model_error(tiny_path: Callable) -> None:
     from attnviz.config import ModelOptions
-    from attnviz.models import load_model
+    from attnviz.model.loading import load_model
 
     loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
     loaded.model.config.num_hidden_layers = 5
@@ -160,7 +160,7 @@ def test_capture_is_frozen(tiny_loaded: Callable) -> None:
 
 def test_bfloat16_weights_still_give_float32_rows_that_sum_to_one(tiny_path: Callable) -> None:
     from attnviz.config import ModelOptions
-    from attnviz.models import load_model
+    from attnviz.model.loading import load_model
 
     loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier")), dtype="bfloat16"))
     assert loaded.dtype == "bfloat16"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from attnviz.check import CheckResult, Threshold, check_summary, format_table, parse_thresholds
 from attnviz.errors import ExitStatus, ThresholdError, UnknownNameError, UsageError
+from attnviz.output.check import CheckResult, Threshold, check_summary, format_table, parse_thresholds
 
 
 def document(**metrics: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from attnviz.api import render_reports
 from attnviz.cli import app
 from attnviz.config import RenderOptions
 from attnviz.errors import InputError
-from attnviz.merge import merge_reports
-from attnviz.schema import validate_summary
+from attnviz.output.merge import merge_reports
+from attnviz.output.schema import validate_summary
 
 runner = CliRunner()
 METHODS = ("attention", "rollout", "heads", "faithfulness")

@@ -1,4 +1,4 @@
-"""``attnviz.compare``: two models on the same inputs, matched by example id, written as summary.json + HTML."""
+"""``attnviz.output.compare``: two models on the same inputs, matched by example id, written as summary.json + HTML."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
-from attnviz.compare import align_words, compare_heads, compare_models, compare_summaries, matched_layers
 from attnviz.config import ModelOptions, RenderOptions
-from attnviz.models import LoadedModel, load_model
-from attnviz.schema import validate_summary
+from attnviz.model.loading import LoadedModel, load_model
+from attnviz.output.compare import align_words, compare_heads, compare_models, compare_summaries, matched_layers
+from attnviz.output.schema import validate_summary
 
 HOSTILE = "<script>alert(1)</script>"
 # (id, text): the hostile markup is both an id (shown on the compare page) and a text (scored words).

@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
-from attnviz.demo_model import (  # noqa: E402
+from attnviz.model.demo import (  # noqa: E402
     HEAD_FILE,
     SENTIMENT_HEAD_DIR,
     MeanPoolClassifier,

@@ -9,8 +9,8 @@ import pytest
 
 from attnviz.analysis import AnalysisContext, get_analysis, list_analyses
 from attnviz.analysis.heads import mass_on, normalized_entropy
-from attnviz.data import AttentionMap, Capture, Example, ExplainedRows, Prediction, TokenSeq
 from attnviz.errors import UnknownNameError
+from attnviz.types import AttentionMap, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 
 def make_capture(

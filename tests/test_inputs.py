@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from attnviz.data import Example, SkippedRecord
 from attnviz.errors import ExitStatus, InputError
 from attnviz.inputs import InputSpec, examples_only, parse_field_map, read_inputs
+from attnviz.types import Example, SkippedRecord
 
 
 def write_jsonl(path: Path, lines: list[object]) -> Path:

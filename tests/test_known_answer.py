@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from bs4 import BeautifulSoup
 
+from attnviz.analysis.pipeline import analyze
 from attnviz.api import render_reports
-from attnviz.capture import capture_batch
 from attnviz.config import ModelOptions, RenderOptions
-from attnviz.data import Example
-from attnviz.models import LoadedModel, load_model
-from attnviz.report import analyze
+from attnviz.model.capture import capture_batch
+from attnviz.model.loading import LoadedModel, load_model
+from attnviz.types import Example
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "known_answer"
 

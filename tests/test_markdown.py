@@ -11,8 +11,8 @@ import pytest
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 
-from attnviz.check import check_summary, parse_thresholds
-from attnviz.render.markdown import MarkdownRenderer, md_escape, summary_markdown
+from attnviz.output.check import check_summary, parse_thresholds
+from attnviz.output.markdown import MarkdownRenderer, md_escape, summary_markdown
 
 HOSTILE_ID = "<script>alert(1)</script>"
 HOSTILE_TEXT = "neg | ative &lt;b&gt;\n# heading [x](https://evil.example) **bold** `code` @octocat"

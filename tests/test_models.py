@@ -11,8 +11,8 @@ import pytest
 
 from attnviz.config import ModelOptions
 from attnviz.errors import ExitStatus, ModelError, UnknownNameError
-from attnviz.models import demo_model_path, load_model, pick_device
-from attnviz.tasks import detect_task, get_task, list_tasks
+from attnviz.model.loading import demo_model_path, load_model, pick_device
+from attnviz.model.tasks import detect_task, get_task, list_tasks
 
 
 @pytest.mark.parametrize(

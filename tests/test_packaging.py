@@ -42,7 +42,8 @@ def test_wheel_contains_templates(wheel: Path) -> None:
     templates = {p.name for p in (ROOT / "templates").iterdir()}
     assert templates and {f"attnviz/templates/{name}" for name in templates} <= names
     assert "attnviz/py.typed" in names
-    assert {"attnviz/schema/summary.schema.json", "attnviz/schema/compare.schema.json"} <= names
+    schemas = {f"attnviz/output/schema_files/{kind}.schema.json" for kind in ("summary", "compare")}
+    assert schemas <= names
     assert "attnviz/assets/sentiment_head/attnviz_head.json" in names
 
 
@@ -57,7 +58,7 @@ def test_installed_copy_finds_templates_from_another_folder(wheel: Path, tmp_pat
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = (
-        "import attnviz, attnviz.render.html as h; "
+        "import attnviz, attnviz.output.html as h; "
         "print(attnviz.__file__); print(h.templates_dir()); "
         "print(h.render_template('_legend.html.j2', palette=['#fff']))"
     )

@@ -12,9 +12,9 @@ import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
 
+from attnviz.analysis.pipeline import page_name
 from attnviz.api import render_reports
 from attnviz.config import RenderOptions
-from attnviz.report import page_name
 
 HOSTILE = ["<script>alert(1)</script> was great", '"><img src=x onerror=alert(1)> awful']
 
@@ -154,7 +154,7 @@ def test_pngs_decode_with_expected_sizes(run: tuple[Path, dict[str, Any]]) -> No
 
 
 def test_summary_content(run: tuple[Path, dict[str, Any]]) -> None:
-    from attnviz.schema import validate_summary
+    from attnviz.output.schema import validate_summary
 
     _, summary = run
     validate_summary(summary)

@@ -10,7 +10,7 @@ from bs4 import BeautifulSoup
 
 from attnviz.api import render_reports
 from attnviz.config import GenerationOptions, RenderOptions
-from attnviz.schema import validate_summary
+from attnviz.output.schema import validate_summary
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_inputs"
 

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from attnviz.api import render_reports
 from attnviz.config import RenderOptions
 from attnviz.errors import OutputError, UnknownNameError
-from attnviz.schema import load_schema, metric_names, validate_summary
+from attnviz.output.schema import load_schema, metric_names, validate_summary
 
 
 def render_document() -> dict[str, Any]:

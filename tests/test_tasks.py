@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from attnviz.capture import capture_batch
 from attnviz.config import GenerationOptions
-from attnviz.data import Example
-from attnviz.tasks.qa import best_span
+from attnviz.model.capture import capture_batch
+from attnviz.model.tasks.qa import best_span
+from attnviz.types import Example
 
 
 def ex(i: int = 0, **fields: str) -> Example:
@@ -162,7 +162,7 @@ def test_qa_needs_question_and_context(tiny_loaded: Callable, tmp_path) -> None:
 
 
 def test_pair_cross_segment_metrics(tiny_loaded: Callable) -> None:
-    from attnviz.report import analyze
+    from attnviz.analysis.pipeline import analyze
 
     cap = capture_batch(tiny_loaded("bert-classifier"), [ex(text="the cat sat", text_pair="a dog ran")], max_length=64)[
         0

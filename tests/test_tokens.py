@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from attnviz.tasks.base import encode_stream, token_seq
-from attnviz.tokens import build_token_seq, merge_to_words
+from attnviz.analysis.words import merge_to_words
+from attnviz.model.tasks.base import encode_stream, token_seq
+from attnviz.model.tokens import build_token_seq
 
 
 def test_pieces_merge_into_words_and_specials_stay_apart() -> None:
@@ -90,7 +91,7 @@ def test_words_from_ids_for_byte_bpe_and_sentencepiece(tiny_path: Callable[..., 
     """Generated ids have no encoding: words come from decoding (spaces and punctuation split them)."""
     from transformers import AutoTokenizer
 
-    from attnviz.tokens import seq_from_ids
+    from attnviz.model.tokens import seq_from_ids
 
     tok = AutoTokenizer.from_pretrained(tiny_path(kind))
     prompt = tok("In machine learning,", add_special_tokens=False)["input_ids"]

@@ -15,12 +15,12 @@ import torch
 
 from attnviz.analysis import AnalysisContext, AnalysisResult, TokenScores, get_analysis
 from attnviz.analysis.faithfulness import erasure_scores
-from attnviz.capture import capture_batch
+from attnviz.analysis.pipeline import analyze
 from attnviz.config import ModelOptions
-from attnviz.data import Example, TokenSeq
-from attnviz.models import load_model
-from attnviz.predictor import build_predictor
-from attnviz.report import analyze
+from attnviz.model.capture import capture_batch
+from attnviz.model.loading import load_model
+from attnviz.model.predictor import build_predictor
+from attnviz.types import Example, TokenSeq
 
 # class-1 logit contribution of each token id (class 0 contributes nothing); id 0 is padding
 WEIGHTS = {1: 0.0, 2: 2.0, 3: -1.0, 4: 0.5, 5: 1.5, 6: -0.2, 7: 0.1, 8: 0.8, 9: -0.6, 10: 0.3, 11: 1.1}
@@ -149,7 +149,7 @@ def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable)
 
 
 def loaded_task_predictor(loaded, capture):  # type: ignore[no-untyped-def]
-    from attnviz.tasks import get_task
+    from attnviz.model.tasks import get_task
 
     return get_task(loaded.task).predictor(loaded, capture)
 

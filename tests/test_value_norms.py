@@ -1,4 +1,4 @@
-"""Value-vector norms ‖f^h(x_j)‖ (Kobayashi et al. 2020) recorded by attnviz.value_norms on tiny models."""
+"""Value-vector norms ‖f^h(x_j)‖ (Kobayashi et al. 2020) recorded by attnviz.model.value_norms on tiny models."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from attnviz.models import LoadedModel
-from attnviz.value_norms import ValueNormRecorder, supports_value_norms, value_norm_kinds
+from attnviz.model.loading import LoadedModel
+from attnviz.model.value_norms import ValueNormRecorder, supports_value_norms, value_norm_kinds
 
 SOURCE = "The cat sat quietly on the warm windowsill."
 TARGET = "She opened the door and walked into the garden."

@@ -12,7 +12,7 @@ import numpy as np
 from attnviz.analysis.agreement import kendall_tau
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
 from attnviz.analysis.faithfulness import scored_methods
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 IG_STEPS = 50
 

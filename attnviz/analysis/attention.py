@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 
 class RawAttention:

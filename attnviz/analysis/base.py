@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from attnviz.data import Capture
 from attnviz.registry import Registry
+from attnviz.types import Capture
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class AnalysisResult:
 @dataclass(frozen=True)
 class AnalysisContext:
     """Options analyses may read, the results of analyses that ran before them, and, for analyses that
-    must call the model again (``needs_model``), the example's :class:`attnviz.predictor.Predictor`."""
+    must call the model again (``needs_model``), the example's :class:`attnviz.model.predictor.Predictor`."""
 
     previous: Mapping[str, AnalysisResult] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 DEFAULT_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 """Fractions of the removable tokens deleted (comprehensiveness) or kept (sufficiency), as in ERASER."""

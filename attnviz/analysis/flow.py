@@ -15,7 +15,7 @@ from networkx.algorithms.flow import build_residual_network, shortest_augmenting
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
 from attnviz.analysis.rollout import residual_augment
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 MAX_FLOW_TOKENS = 64
 MAX_FLOW_ROWS = 32

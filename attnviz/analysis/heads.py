@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, HeadMetric
-from attnviz.data import AttentionMap, Capture
+from attnviz.types import AttentionMap, Capture
 
 
 def visible_keys(q: int, k: int, causal: bool) -> np.ndarray:

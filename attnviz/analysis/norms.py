@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, HeadMetric, layer_scores
-from attnviz.data import AttentionMap, Capture
+from attnviz.types import AttentionMap, Capture
 
 
 def norm_weighted(att: AttentionMap) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult
 from attnviz.analysis.plausibility import auprc, rationale_mask, topk_f1, words_to_spans
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 
 class Plausibility:

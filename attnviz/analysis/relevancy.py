@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, layer_scores
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 _NEG_TOL = 1e-12
 """Entries of ``R − I`` may dip this far below 0 from rounding before ``normalize_residual`` objects."""

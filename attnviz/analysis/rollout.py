@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
-from attnviz.data import Capture
+from attnviz.types import Capture
 
 
 def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:

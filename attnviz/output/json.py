@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.render.base import register_renderer
-from attnviz.report import ExampleReport
-from attnviz.summary import RunDocument
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.base import register_renderer
+from attnviz.output.summary import RunDocument
 
 
 class JsonRenderer:

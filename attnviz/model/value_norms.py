@@ -129,7 +129,7 @@ class _Layer:
 
 
 def _unwrap(model: Any) -> Any:
-    """The torch model, also when given an ``attnviz.models.LoadedModel``."""
+    """The torch model, also when given an ``attnviz.model.loading.LoadedModel``."""
     if not isinstance(model, torch.nn.Module) and isinstance(getattr(model, "model", None), torch.nn.Module):
         return model.model
     return model
@@ -250,7 +250,7 @@ def value_norm_kinds(model: Any) -> tuple[str, ...]:
     """The attention kinds :class:`ValueNormRecorder` can record for a model.
 
     Args:
-        model: a ``transformers`` model (or an ``attnviz.models.LoadedModel``).
+        model: a ``transformers`` model (or an ``attnviz.model.loading.LoadedModel``).
 
     Returns:
         ``("self",)`` for encoder-only and decoder-only models, ``("encoder", "decoder", "cross")`` for
@@ -271,7 +271,7 @@ def supports_value_norms(model: Any) -> bool:
     BART, Marian and T5 whose projections have the expected names and shapes.
 
     Args:
-        model: a ``transformers`` model (or an ``attnviz.models.LoadedModel``).
+        model: a ``transformers`` model (or an ``attnviz.model.loading.LoadedModel``).
     """
     return bool(value_norm_kinds(model))
 
@@ -294,7 +294,7 @@ class ValueNormRecorder:
         >>> norms = recorder.norms("self")  # per layer, (B, H, k)
 
     Args:
-        model: a supported ``transformers`` model (or an ``attnviz.models.LoadedModel``).
+        model: a supported ``transformers`` model (or an ``attnviz.model.loading.LoadedModel``).
         kinds: attention kinds to record, among ``"self"``, ``"encoder"``, ``"decoder"`` and ``"cross"``.
         keep_vectors: also keep the vectors f^h(x_j) themselves, per layer (B, H, k, D), for :meth:`vectors`.
 

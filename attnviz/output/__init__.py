@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from attnviz.render import html, json, png  # noqa: F401  (registration)
-from attnviz.render.base import RENDERERS, Renderer, get_renderer, list_renderers, register_renderer
-from attnviz.render.markdown import MarkdownRenderer
+from attnviz.output import html, json, png  # noqa: F401  (registration)
+from attnviz.output.base import RENDERERS, Renderer, get_renderer, list_renderers, register_renderer
+from attnviz.output.markdown import MarkdownRenderer
 
 register_renderer(MarkdownRenderer())
 

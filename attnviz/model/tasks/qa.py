@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
-from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 MAX_ANSWER_TOKENS = 30
 
@@ -45,7 +47,9 @@ class QuestionAnsweringTask(TaskAdapter):
     def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
         return {"self": AttentionLayout(INPUT, INPUT)}
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         stream = encode_stream(
             loaded.tokenizer,
             [ex.fields["question"] for ex in examples],
@@ -83,11 +87,11 @@ class QuestionAnsweringTask(TaskAdapter):
         end = torch.tensor([e for _, e in spans])
         return forward.outputs.start_logits[rows, start] + forward.outputs.end_logits[rows, end]
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores p(start) · p(end) of the original answer tokens (0 once either is erased)."""
         import torch
 
-        from attnviz.predictor import build_predictor
+        from attnviz.model.predictor import build_predictor
 
         seq = capture.sequences[INPUT]
         start, end = capture.prediction.details["start_token"], capture.prediction.details["end_token"]
@@ -109,7 +113,7 @@ class QuestionAnsweringTask(TaskAdapter):
         return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
 
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         import torch
 

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.summary import RunDocument
 from attnviz.registry import Registry
-from attnviz.report import ExampleReport
-from attnviz.summary import RunDocument
 
 
 class Renderer(Protocol):

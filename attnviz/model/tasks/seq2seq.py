@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import SOURCE, TARGET, Example, ExplainedRows, Prediction, TokenSeq
-from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, ids_stream
-from attnviz.tasks.generate import continuation_logprobs, generate_ids
-from attnviz.tokens import seq_from_ids
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, ids_stream
+from attnviz.model.tasks.generate import continuation_logprobs, generate_ids
+from attnviz.model.tokens import seq_from_ids
+from attnviz.types import SOURCE, TARGET, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 DECODER_INPUT = "decoder_input"
 
@@ -54,7 +56,9 @@ class Seq2SeqTask(TaskAdapter):
             "cross": AttentionLayout(TARGET, SOURCE),
         }
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         tok, model = loaded.tokenizer, loaded.model
         source = encode_stream(
             tok, [ex.fields["source"] for ex in examples], None, max_length, loaded.device, segment_names=("source",)
@@ -108,11 +112,11 @@ class Seq2SeqTask(TaskAdapter):
         logprobs = continuation_logprobs(forward.outputs.logits, stream.input_ids)
         return (logprobs * stream.mask).sum(dim=-1)
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the mean log-probability of the target given an edited source."""
         import torch
 
-        from attnviz.predictor import build_predictor
+        from attnviz.model.predictor import build_predictor
 
         source = capture.sequences[SOURCE]
         target = torch.tensor([capture.sequences[TARGET].ids], device=loaded.device)
@@ -127,7 +131,7 @@ class Seq2SeqTask(TaskAdapter):
         return build_predictor(loaded, source, SOURCE, ~source.special_mask, score_batch)
 
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         target = sequences[TARGET]
         m = len(target)

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
-from attnviz.demo_model import mean_pool
-from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
+from attnviz.model.demo import mean_pool
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 PAIR = "pair"
 
@@ -33,7 +35,9 @@ class EncodeTask(TaskAdapter):
             layout[PAIR] = AttentionLayout(PAIR, PAIR)
         return layout
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         tok = loaded.tokenizer
         streams = {INPUT: encode_stream(tok, [ex.fields["text"] for ex in examples], None, max_length, loaded.device)}
         pairs = [ex.get("text_pair") for ex in examples]
@@ -63,11 +67,11 @@ class EncodeTask(TaskAdapter):
             return torch.nn.functional.cosine_similarity(first, forward.outputs[PAIR], dim=-1)
         return first.norm(dim=-1)
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the embedding norm, or the cosine similarity with the (unedited) second text."""
         import torch
 
-        from attnviz.predictor import build_predictor
+        from attnviz.model.predictor import build_predictor
 
         seq = capture.sequences[INPUT]
         pair = None
@@ -86,7 +90,7 @@ class EncodeTask(TaskAdapter):
         return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
 
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         n = len(sequences[INPUT])
         rows = ExplainedRows(

@@ -1,6 +1,6 @@
 """JSON Schemas of summary.json (``render`` and ``compare`` documents) and validation against them.
 
-The schema files live in ``attnviz/schema/`` next to this module and ship inside the wheel; they are read
+The schema files live in ``attnviz/output/schema_files/`` next to this module and ship inside the wheel; they are read
 with :mod:`importlib.resources` so an installed copy finds them wherever it is imported from.
 """
 
@@ -25,7 +25,7 @@ def _load(kind: str) -> str:
     if kind not in SCHEMA_FILES:
         raise UnknownNameError("schema", kind, sorted(SCHEMA_FILES))
     # ``attnviz/schema`` is a data folder beside this module (no __init__.py), so address it from the package.
-    return (files("attnviz") / "schema" / SCHEMA_FILES[kind]).read_text(encoding="utf-8")
+    return (files("attnviz.output") / "schema_files" / SCHEMA_FILES[kind]).read_text(encoding="utf-8")
 
 
 def load_schema(kind: Kind = "render") -> dict[str, Any]:

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 
 from attnviz.analysis import TokenScores
-from attnviz.data import AttentionMap, TokenSeq
-from attnviz.render.base import register_renderer, write_text
-from attnviz.render.colors import PALETTE, hex_colour, normalize, text_colour
-from attnviz.report import ExampleReport
-from attnviz.summary import RunDocument
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.base import register_renderer, write_text
+from attnviz.output.colors import PALETTE, hex_colour, normalize, text_colour
+from attnviz.output.summary import RunDocument
+from attnviz.types import AttentionMap, TokenSeq
 
 # Above this many numbers the page embeds only head means (the full tensor would bloat the page).
 MAX_EMBEDDED_WEIGHTS = 250_000
@@ -260,7 +260,7 @@ def metric_tables(report: ExampleReport, kind: str) -> list[dict[str, Any]]:
 
 def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mapping[str, Any]) -> str:
     """Render ``examples/<page>.html``."""
-    from attnviz.render.png import figure_name
+    from attnviz.output.png import figure_name
 
     capture = report.capture
     attentions = []

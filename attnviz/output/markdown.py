@@ -17,15 +17,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnviz.check import CheckResult, format_number
-from attnviz.render.base import write_text
-from attnviz.render.html import templates_dir
-from attnviz.report import ExampleReport
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.base import write_text
+from attnviz.output.check import CheckResult, format_number
+from attnviz.output.html import templates_dir
 
 if TYPE_CHECKING:
     from jinja2 import Environment
 
-    from attnviz.summary import RunDocument
+    from attnviz.output.summary import RunDocument
 
 WORST_EXAMPLES = 5
 MAX_TEXT = 60

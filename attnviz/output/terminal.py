@@ -76,7 +76,7 @@ def print_example(console: Console, report: Any) -> None:
 
     Tokens go into ``Text`` objects, never into markup strings, so a token like ``[bold]`` prints as is.
     """
-    from attnviz.render.colors import hex_colour, normalize, text_colour
+    from attnviz.output.colors import hex_colour, normalize, text_colour
 
     capture = report.capture
     console.print(Text.assemble(("prediction: ", "bold"), capture.prediction.text), soft_wrap=True)

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from attnviz.analysis import HeadMetric
-from attnviz.data import AttentionMap, TokenSeq
-from attnviz.render.base import example_dir, register_renderer
-from attnviz.render.colors import matplotlib_cmap
-from attnviz.report import ExampleReport
-from attnviz.summary import RunDocument
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.base import example_dir, register_renderer
+from attnviz.output.colors import matplotlib_cmap
+from attnviz.output.summary import RunDocument
+from attnviz.types import AttentionMap, TokenSeq
 
 DPI = 100
 MAX_LABELLED_TOKENS = 48  # beyond this, tick labels overlap; axes show positions instead

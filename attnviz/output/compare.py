@@ -25,8 +25,8 @@ import numpy as np
 from attnviz.analysis.agreement import spearman
 from attnviz.config import RenderOptions
 from attnviz.errors import OutputError
-from attnviz.models import LoadedModel
-from attnviz.render.colors import hex_colour, text_colour
+from attnviz.model.loading import LoadedModel
+from attnviz.output.colors import hex_colour, text_colour
 
 SCHEMA_VERSION = "1.0"
 DIGITS = 6
@@ -534,7 +534,7 @@ def _legend() -> list[str]:
 
 def compare_page(document: Mapping[str, Any]) -> str:
     """Render ``compare.html`` (self-contained, autoescaped, no network) from a compare document."""
-    from attnviz.render.html import render_template
+    from attnviz.output.html import render_template
 
     run_a, run_b = document["run"]["a"], document["run"]["b"]
     run = {**run_a, "model": f"{run_a.get('model')} vs {run_b.get('model')}"}
@@ -556,7 +556,7 @@ def write_compare(document: Mapping[str, Any], out_dir: Path) -> None:
     Raises:
         OutputError: the folder or a file cannot be written (exit 5).
     """
-    from attnviz.render.base import write_text
+    from attnviz.output.base import write_text
 
     out_dir = Path(out_dir)
     text = json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnviz.model.tasks.base import TaskAdapter
+from attnviz.model.tasks.classify import ClassifyTask
+from attnviz.model.tasks.encode import EncodeTask
+from attnviz.model.tasks.lm import LanguageModelTask
+from attnviz.model.tasks.qa import QuestionAnsweringTask
+from attnviz.model.tasks.seq2seq import Seq2SeqTask
 from attnviz.registry import Registry
-from attnviz.tasks.base import TaskAdapter
-from attnviz.tasks.classify import ClassifyTask
-from attnviz.tasks.encode import EncodeTask
-from attnviz.tasks.lm import LanguageModelTask
-from attnviz.tasks.qa import QuestionAnsweringTask
-from attnviz.tasks.seq2seq import Seq2SeqTask
 
 TASKS: Registry[TaskAdapter] = Registry("task")
 

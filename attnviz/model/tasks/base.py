@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.types import Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 
 @dataclass
@@ -107,7 +109,9 @@ class TaskAdapter(ABC):
         """Attention kinds captured for example ``b`` and the streams their queries/keys index."""
 
     @abstractmethod
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         """Tokenise (and, for generative tasks, generate) a batch."""
 
     @abstractmethod
@@ -118,13 +122,13 @@ class TaskAdapter(ABC):
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
         """(B,) differentiable score each explanation is about (the predicted class logit by default)."""
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
-        """A :class:`attnviz.predictor.Predictor` for erasure and attribution checks (None: not offered)."""
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
+        """A :class:`attnviz.model.predictor.Predictor` for erasure and attribution checks (None: not offered)."""
         return None
 
     @abstractmethod
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         """Prediction and explained rows of example ``b`` (positions in cut, real-token coordinates)."""
 
@@ -234,7 +238,7 @@ def stream_inputs(stream: Stream, model: Any, prefix: str = "") -> dict[str, Any
 
 def token_seq(stream: Stream, b: int, tokenizer: Any) -> TokenSeq:
     """The real-token view of example ``b`` of a stream."""
-    from attnviz.tokens import build_token_seq, seq_from_ids
+    from attnviz.model.tokens import build_token_seq, seq_from_ids
 
     if stream.seqs is not None:
         return stream.seqs[b]

@@ -18,8 +18,8 @@ from attnviz.analysis import (
     get_analysis,
     list_analyses,
 )
-from attnviz.data import Capture, TokenSeq
-from attnviz.tokens import merge_to_words
+from attnviz.analysis.words import merge_to_words
+from attnviz.types import Capture, TokenSeq
 
 
 @dataclass(frozen=True)

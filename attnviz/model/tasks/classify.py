@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
 from attnviz.errors import UnknownNameError
-from attnviz.tasks.base import (
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.model.tasks.base import (
     AttentionLayout,
     Batch,
     Forward,
@@ -19,6 +20,7 @@ from attnviz.tasks.base import (
     one_hot_rows,
     stream_inputs,
 )
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 
 def is_decoder_only(config: Any) -> bool:
@@ -63,7 +65,9 @@ class ClassifyTask(TaskAdapter):
     def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
         return {"self": AttentionLayout(INPUT, INPUT, causal=batch.extras["causal"])}
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         stream = encode_stream(
             loaded.tokenizer,
             [ex.fields["text"] for ex in examples],
@@ -92,11 +96,11 @@ class ClassifyTask(TaskAdapter):
         index = [resolve_target(target, names, int(p)) for p in logits.argmax(-1).tolist()]
         return logits[torch.arange(logits.shape[0]), torch.tensor(index, device=logits.device)]
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the probability of the predicted class."""
         import torch
 
-        from attnviz.predictor import build_predictor
+        from attnviz.model.predictor import build_predictor
 
         index = capture.prediction.details.get("class_index")
         if index is None:  # regression heads have no class to keep
@@ -109,7 +113,7 @@ class ClassifyTask(TaskAdapter):
         return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
 
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         import torch
 

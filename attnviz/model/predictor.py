@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from attnviz.model.loaded import LoadedModel
+
 Erasure = Literal["delete", "mask"]
 CHUNK = 32  # edited copies per forward pass
 
@@ -140,7 +142,7 @@ _EMBEDDERS: dict[int, Callable[[Any], Any]] = {}
 
 
 def build_predictor(
-    loaded: Any,
+    loaded: LoadedModel,
     seq: Any,
     sequence: str,
     removable: np.ndarray,

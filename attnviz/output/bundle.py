@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from attnviz.errors import OutputError
-from attnviz.render.html import environment
+from attnviz.output.html import environment
 
 INDEX_ANCHOR = "index"
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)

@@ -13,10 +13,12 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import INPUT, Example, ExplainedRows, Prediction, TokenSeq
-from attnviz.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, ids_stream
-from attnviz.tasks.generate import continuation_logprobs, generate_ids
-from attnviz.tokens import seq_from_ids
+from attnviz.model.loaded import LoadedModel
+from attnviz.model.predictor import Predictor
+from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, ids_stream
+from attnviz.model.tasks.generate import continuation_logprobs, generate_ids
+from attnviz.model.tokens import seq_from_ids
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 
 class LanguageModelTask(TaskAdapter):
@@ -36,7 +38,9 @@ class LanguageModelTask(TaskAdapter):
     def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
         return {"self": AttentionLayout(INPUT, INPUT, causal=True)}
 
-    def encode(self, examples: Sequence[Example], loaded: Any, max_length: int, generation: GenerationOptions) -> Batch:
+    def encode(
+        self, examples: Sequence[Example], loaded: LoadedModel, max_length: int, generation: GenerationOptions
+    ) -> Batch:
         tok = loaded.tokenizer
         sequences, seqs, truncated, lengths, prompt_lens, generated = [], [], [], [], [], []
         for ex in examples:
@@ -85,11 +89,11 @@ class LanguageModelTask(TaskAdapter):
         """Log-probability of the whole continuation."""
         return (self._logprobs(forward, batch) * self._continuation_mask(batch)).sum(dim=-1)
 
-    def predictor(self, loaded: Any, capture: Any) -> Any:
+    def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the mean log-probability of the continuation; only prompt tokens can be erased."""
         import torch
 
-        from attnviz.predictor import build_predictor
+        from attnviz.model.predictor import build_predictor
 
         seq = capture.sequences[INPUT]
         prompt = capture.prediction.details["prompt_tokens"]
@@ -109,7 +113,7 @@ class LanguageModelTask(TaskAdapter):
         return build_predictor(loaded, seq, INPUT, removable, score_batch)
 
     def interpret(
-        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: Any
+        self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
     ) -> tuple[Prediction, ExplainedRows]:
         seq = sequences[INPUT]
         n = len(seq)

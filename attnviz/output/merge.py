@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from attnviz.aggregate import DatasetAggregate
 from attnviz.errors import InputError, OutputError
-from attnviz.render import get_renderer
-from attnviz.summary import RunDocument, run_header
+from attnviz.output import get_renderer
+from attnviz.output.aggregate import DatasetAggregate
+from attnviz.output.summary import RunDocument, run_header
 
 # Run fields that must agree across shards (the shard itself and timing may differ).
 SHARED_RUN_FIELDS = ("model", "revision", "task", "dtype", "inputs", "versions")

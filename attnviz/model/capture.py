@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.data import AttentionMap, Capture, Example
 from attnviz.errors import ModelError
-from attnviz.models import LoadedModel
-from attnviz.tasks import get_task
-from attnviz.tasks.base import expected_layers, token_seq
+from attnviz.model.loading import LoadedModel
+from attnviz.model.tasks import get_task
+from attnviz.model.tasks.base import expected_layers, token_seq
+from attnviz.types import AttentionMap, Capture, Example
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -55,7 +55,7 @@ def capture_batch(
         generation: how generative tasks continue inputs without a target (default: 20 greedy tokens).
         gradients: also capture d(score)/d(attention) for gradient-based methods.
         value_norms: also record ‖f(x_j)‖ per layer, head and key (norm-based methods), where the
-            architecture is supported (see ``attnviz.value_norms``).
+            architecture is supported (see ``attnviz.model.value_norms``).
         target: which label/score to explain (default: the prediction).
 
     Raises:
@@ -114,7 +114,7 @@ def capture_batch(
 
 
 def _recorder(loaded: LoadedModel, wanted: bool) -> Any:
-    from attnviz.value_norms import ValueNormRecorder, supports_value_norms, value_norm_kinds
+    from attnviz.model.value_norms import ValueNormRecorder, supports_value_norms, value_norm_kinds
 
     if not wanted or not supports_value_norms(loaded.model):
         return None

@@ -1,0 +1,29 @@
+"""The loaded model handle; its own module so task adapters can name it without an import cycle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready model; only the capture stage touches it.
+
+    Attributes:
+        model: the ``transformers`` model, in eval mode with eager attention.
+        tokenizer: its tokenizer (fast when available: word ids and offsets need it).
+        name: what the user asked for (hub id or path), or the demo model's name.
+        revision: the hub revision asked for.
+        task: the task adapter name.
+        device: torch device string.
+        dtype: parameter dtype name.
+    """
+
+    model: Any
+    tokenizer: Any
+    name: str
+    revision: str | None
+    task: str
+    device: str
+    dtype: str
