@@ -9,14 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from attnviz.analysis.pipeline import (
-    ExampleReport,
-    analyze,
-    expand_methods,
-    needs_gradients,
-    needs_model,
-    needs_value_norms,
-)
+from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods
 from attnviz.config import RenderOptions
 from attnviz.errors import InputError, OutputError
 from attnviz.inputs import InputSpec, read_inputs
@@ -28,7 +21,7 @@ from attnviz.output.aggregate import DatasetAggregate
 from attnviz.output.base import Renderer
 from attnviz.output.check import CheckResult, check_summary, parse_thresholds
 from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
-from attnviz.types import Example, SkippedRecord
+from attnviz.types import Example, Needs, SkippedRecord
 
 Progress = Callable[[int], None]
 
@@ -79,7 +72,7 @@ def render_reports(
         on_error=options.on_error,
     )
     out = _prepare_out(options.out_dir)
-    explainer = _Explainer(loaded, options, methods)
+    explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
     run = run_info(loaded, options, methods, explainer.max_length, inputs)
     aggregate = DatasetAggregate()
     skipped: list[SkippedRecord] = []
@@ -257,20 +250,19 @@ def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None =
         raise InputError("<text>", "is empty", "text")
     loaded = loaded or load_model(options.model)
     example = Example(id="text", source="<text>", fields={get_task(loaded.task).line_field: text})
-    return next(_Explainer(loaded, options, expand_methods(options.methods)).reports([example]))
+    return next(_Explainer(loaded, options, expand_methods(options.methods), []).reports([example]))
 
 
 class _Explainer:
     """Captures and analyses batches with one run's settings, which are worked out once."""
 
-    def __init__(self, loaded: LoadedModel, options: RenderOptions, methods: Sequence[str]) -> None:
+    def __init__(
+        self, loaded: LoadedModel, options: RenderOptions, methods: Sequence[str], output_needs: Sequence[Needs]
+    ) -> None:
         self.loaded, self.options, self.methods = loaded, options, methods
         self.task = get_task(loaded.task)
         self.max_length = resolve_max_length(loaded, options.max_length)
-        self.gradients = needs_gradients(methods)
-        self.value_norms = needs_value_norms(methods)
-        self.rerun = needs_model(methods)
-        self.analysis_options = {"erasure": options.erasure, "seed": options.seed}
+        self.needs = combined_needs(methods, *output_needs)
         self.model_seconds = self.recheck_seconds = 0.0
 
     def reports(self, batch: Sequence[Example]) -> Iterator[ExampleReport]:
@@ -280,20 +272,19 @@ class _Explainer:
             self.loaded,
             batch,
             max_length=self.max_length,
+            needs=self.needs,
             generation=self.options.generation,
-            gradients=self.gradients,
-            value_norms=self.value_norms,
             target=self.options.target_label,
         )
         self.model_seconds += time.perf_counter() - tick
         for capture in captures:
-            predictor = self.task.predictor(self.loaded, capture) if self.rerun else None
+            predictor = self.task.predictor(self.loaded, capture) if self.needs.model_reruns else None
             yield analyze(
                 capture,
                 self.methods,
                 index=capture.example.index,
                 word_merge=self.options.word_merge,
-                options=self.analysis_options,
+                options=self.options.analysis,
                 predictor=predictor,
             )
             self.recheck_seconds += predictor.seconds if predictor is not None else 0.0

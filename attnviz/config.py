@@ -19,9 +19,11 @@ DEFAULT_METHODS = (
     "plausibility",
 )
 DEFAULT_FORMATS = ("html", "png", "json", "markdown")
+DEFAULT_IG_STEPS = 50
 
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
+CapturePath = Literal["auto", "fast", "eager"]
 WordMerge = Literal["sum", "mean", "max"]
 
 
@@ -36,6 +38,8 @@ class ModelOptions:
         dtype: ``auto`` keeps float32 on CPU and the checkpoint's dtype elsewhere.
         trust_remote_code: allow code from the model repository (off unless asked).
         task: task adapter name; None auto-detects from the architecture.
+        capture: ``fast`` runs SDPA and recomputes attention from q and k in row blocks; ``eager`` keeps the
+            model's eager attention tensors (the reference); ``auto`` is fast where the architecture is covered.
     """
 
     name: str | None = None
@@ -44,6 +48,7 @@ class ModelOptions:
     dtype: DType = "auto"
     trust_remote_code: bool = False
     task: str | None = None
+    capture: CapturePath = "auto"
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,21 @@ class GenerationOptions:
             raise ValueError("max_new_tokens must be at least 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What analyses may read besides the capture.
+
+    Attributes:
+        erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
+        seed: seed of the random-order baseline.
+        ig_steps: Integrated Gradients steps.
+    """
+
+    erasure: Literal["delete", "mask"] = "delete"
+    seed: int = 0
+    ig_steps: int = DEFAULT_IG_STEPS
 
 
 @dataclass(frozen=True)
@@ -118,3 +138,7 @@ class RenderOptions:
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
             raise ValueError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
+
+    @property
+    def analysis(self) -> AnalysisOptions:
+        return AnalysisOptions(erasure=self.erasure, seed=self.seed)

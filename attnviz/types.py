@@ -104,44 +104,134 @@ class TokenSeq:
         return [i for i in range(1, len(self.segments)) if self.segments[i] != self.segments[i - 1]]
 
 
+#: Attention views: what capture can hand to analyses and renderers instead of whole tensors.
+#: Shapes: L layers, H heads, q query and k key positions (real tokens only), r explained rows.
+ROWS = "rows"  # (L, H, r, k) per-head attention read at the explained rows: w · A[l, h]
+HEAD_MEAN = "head_mean"  # (L, q, k) mean over heads of each layer's attention
+STATS = "stats"  # per-head statistics, name → (L, H); see ``attnviz.model.views.STAT_NAMES``
+GRAD_MEAN = "grad_mean"  # (L, q, k) mean_h (∂score/∂A ⊙ A)⁺, rule 5 of Chefer et al. 2021 (needs a backward pass)
+NORM_ROWS = "norm_rows"  # (L, r, k) w · rownorm(mean_h α^h_ij ‖f^h(x_j)‖), Kobayashi et al. 2020 (needs value norms)
+FULL = "full"  # (L, H, q, k) every head's full matrix (and its gradient when one is taken)
+VIEWS: tuple[str, ...] = (ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL)
+
+
 @dataclass(frozen=True)
-class AttentionMap:
-    """Attention of every layer and head for one attention kind.
+class Needs:
+    """What an analysis or renderer needs from capture and from other analyses.
+
+    Capture computes the union of every consumer's needs and nothing more.
+
+    Attributes:
+        attention: views (from ``VIEWS``) it reads.
+        full_max_tokens: ``FULL`` is wanted only for inputs up to this many tokens (head grids); None: any length.
+        value_norms: value-vector norms ‖f^h(x_j)‖ (``NORM_ROWS`` implies them).
+        model_reruns: it calls the model again through the task's predictor (faithfulness, agreement).
+        reads_scores: it reads the token scores of other analyses, so it runs after those that make them.
+        produces_scores: it makes token scores that score-reading analyses should see.
+        max_tokens: it refuses inputs longer than this (with a message, never by running out of memory).
+    """
+
+    attention: frozenset[str] = frozenset()
+    full_max_tokens: int | None = None
+    value_norms: bool = False
+    model_reruns: bool = False
+    reads_scores: bool = False
+    produces_scores: bool = False
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.attention) - set(VIEWS)
+        if unknown:
+            raise ValueError(f"unknown attention view(s) {sorted(unknown)}; valid: {', '.join(VIEWS)}")
+
+    @property
+    def gradients(self) -> bool:
+        """Whether a backward pass of the explained score is needed."""
+        return GRAD_MEAN in self.attention
+
+    def union(self, other: Needs) -> Needs:
+        """Everything either needs (``FULL`` up to the larger limit; no limit wins)."""
+        limits = [n.full_max_tokens for n in (self, other) if FULL in n.attention]
+        return Needs(
+            attention=self.attention | other.attention,
+            full_max_tokens=None if not limits or None in limits else max(x for x in limits if x is not None),
+            value_norms=self.value_norms or other.value_norms or NORM_ROWS in self.attention | other.attention,
+            model_reruns=self.model_reruns or other.model_reruns,
+        )
+
+
+@dataclass(frozen=True)
+class AttentionViews:
+    """The views of one attention kind that capture was asked for; absent views are None.
 
     Attributes:
         kind: ``self`` (encoder-only or decoder-only), ``encoder``, ``decoder`` or ``cross``.
-        weights: (L, H, q, k) float32 post-softmax probabilities cut to real tokens; rows sum to 1.
         query: name of the query-side sequence in ``Capture.sequences``.
         key: name of the key-side sequence.
-        grads: (L, H, q, k) gradient of the explained score w.r.t. ``weights``, when captured.
+        shape: (L, H, q, k) of the attention these views were computed from.
         causal: row i only sees keys up to i (decoder self-attention).
-        value_norms: (L, H, k) ‖f^h(x_j)‖, the norm of each key's value vector after the output
-            projection (Kobayashi et al. 2020), when captured.
+        rows: (L, H, r, k) per-head attention at the explained rows (main attention only).
+        head_mean: (L, q, k) head mean per layer.
+        stats: name → (L, H) per-head statistics.
+        grad_mean: (L, q, k) mean_h (∂score/∂A ⊙ A)⁺.
+        norm_rows: (L, r, k) norm-weighted attention at the explained rows (main attention only).
+        full: (L, H, q, k) post-softmax probabilities; rows sum to 1.
+        full_grads: (L, H, q, k) ∂score/∂A, when ``full`` was asked for and a backward pass ran.
+        value_norms: (L, H, k) ‖f^h(x_j)‖, when recorded.
+        omitted: view → why it was not produced although asked for (e.g. over a length limit).
     """
 
     kind: str
-    weights: np.ndarray
     query: str
     key: str
-    grads: np.ndarray | None = None
+    shape: tuple[int, int, int, int]
     causal: bool = False
+    rows: np.ndarray | None = None
+    head_mean: np.ndarray | None = None
+    stats: Mapping[str, np.ndarray] = field(default_factory=dict)
+    grad_mean: np.ndarray | None = None
+    norm_rows: np.ndarray | None = None
+    full: np.ndarray | None = None
+    full_grads: np.ndarray | None = None
     value_norms: np.ndarray | None = None
+    omitted: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.weights.ndim != 4:
-            raise ValueError(f"attention weights must be (L, H, q, k), got shape {self.weights.shape}")
-        if self.grads is not None and self.grads.shape != self.weights.shape:
-            raise ValueError(f"grads shape {self.grads.shape} != weights shape {self.weights.shape}")
-        if self.value_norms is not None and self.value_norms.shape != self.weights.shape[:2] + self.weights.shape[3:]:
-            raise ValueError(f"value_norms shape {self.value_norms.shape} does not match weights {self.weights.shape}")
+        layers, heads, q, k = self.shape
+        expected = {
+            "head_mean": (layers, q, k),
+            "grad_mean": (layers, q, k),
+            "full": self.shape,
+            "full_grads": self.shape,
+            "value_norms": (layers, heads, k),
+        }
+        for name, shape in expected.items():
+            value = getattr(self, name)
+            if value is not None and value.shape != shape:
+                raise ValueError(f"{self.kind} attention view {name} has shape {value.shape}, expected {shape}")
+        for name, value in self.stats.items():
+            if value.shape != (layers, heads):
+                raise ValueError(f"{self.kind} statistic {name} has shape {value.shape}, expected {(layers, heads)}")
 
     @property
     def num_layers(self) -> int:
-        return int(self.weights.shape[0])
+        return self.shape[0]
 
     @property
     def num_heads(self) -> int:
-        return int(self.weights.shape[1])
+        return self.shape[1]
+
+    def view(self, name: str) -> np.ndarray:
+        """A view that must be there; a clear error names what is missing and why.
+
+        Raises:
+            ValueError: the view was not captured.
+        """
+        value = getattr(self, name) if name != STATS else None
+        if value is None:
+            why = self.omitted.get(name, "it was not requested from capture (the analysis must declare it in Needs)")
+            raise ValueError(f"{self.kind} attention has no '{name}' view: {why}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -193,7 +283,8 @@ class Capture:
         example: the input record.
         task: task adapter name.
         sequences: token sequences by name (``input``; or ``source`` and ``target``).
-        attentions: attention maps by kind.
+        attentions: attention views by kind.
+        capture_path: ``fast`` (SDPA forward, views from q and k in row chunks) or ``eager`` (reference).
         explained: rows to read token importance from.
         prediction: the model's output.
         truncated: True when the input was cut at ``--max-length``.
@@ -203,23 +294,24 @@ class Capture:
     example: Example
     task: str
     sequences: Mapping[str, TokenSeq]
-    attentions: Mapping[str, AttentionMap]
+    attentions: Mapping[str, AttentionViews]
     explained: ExplainedRows
     prediction: Prediction
     truncated: bool = False
     original_length: int = 0
+    capture_path: str = "eager"
 
     def __post_init__(self) -> None:
         for att in self.attentions.values():
             q, k = len(self.sequences[att.query]), len(self.sequences[att.key])
-            if att.weights.shape[2:] != (q, k):
-                raise ValueError(f"{att.kind} attention has shape {att.weights.shape}, expected (L, H, {q}, {k})")
+            if att.shape[2:] != (q, k):
+                raise ValueError(f"{att.kind} attention has shape {att.shape}, expected (L, H, {q}, {k})")
         main = self.attentions[self.explained.attention]
-        if self.explained.weights.shape[1] != main.weights.shape[2]:
+        if self.explained.weights.shape[1] != main.shape[2]:
             raise ValueError("explained rows do not match the query length of their attention")
 
     @property
-    def main(self) -> AttentionMap:
+    def main(self) -> AttentionViews:
         """The attention the explained rows index into."""
         return self.attentions[self.explained.attention]
 

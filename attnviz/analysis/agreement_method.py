@@ -12,24 +12,20 @@ import numpy as np
 from attnviz.analysis.agreement import kendall_tau
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
 from attnviz.analysis.faithfulness import scored_methods
-from attnviz.types import Capture
-
-IG_STEPS = 50
+from attnviz.types import Capture, Needs
 
 
 class Agreement:
     name = "agreement"
     description = "Kendall τ between attention-derived scores and Input×Gradient / Integrated Gradients"
-    needs_gradients = False
-    needs_model = True
-    runs_after_scores = True
-    requires: tuple[str, ...] = ()
+    # Reads the attention-derived scores; its own gradient scores are then tested by faithfulness.
+    needs = Needs(model_reruns=True, reads_scores=True, produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
             return without_predictor(self.name, capture)
-        ixg, ig, delta = predictor.attributions(int(context.options.get("ig_steps", IG_STEPS)))
+        ixg, ig, delta = predictor.attributions(context.options.ig_steps)
         removable = predictor.removable
         n = len(predictor.ids)
         gradient_scores = tuple(
@@ -48,7 +44,8 @@ class Agreement:
                     "integrated_gradients",
                     "Integrated Gradients",
                     ig,
-                    f"|Σ_d IG_d|, {IG_STEPS} Gauss-Legendre steps from a baseline with every non-special token = pad",
+                    f"|Σ_d IG_d|, {context.options.ig_steps} Gauss-Legendre steps from a baseline with every "
+                    "non-special token = pad",
                 ),
             )
         )

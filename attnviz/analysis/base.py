@@ -8,8 +8,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from attnviz.config import AnalysisOptions
 from attnviz.registry import Registry
-from attnviz.types import Capture
+from attnviz.types import Capture, Needs
 
 
 @dataclass(frozen=True)
@@ -94,24 +95,19 @@ class AnalysisResult:
 @dataclass(frozen=True)
 class AnalysisContext:
     """Options analyses may read, the results of analyses that ran before them, and, for analyses that
-    must call the model again (``needs_model``), the example's :class:`attnviz.model.predictor.Predictor`."""
+    re-run the model (``Needs.model_reruns``), the example's :class:`attnviz.model.predictor.Predictor`."""
 
     previous: Mapping[str, AnalysisResult] = field(default_factory=dict)
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
     predictor: Any = None
 
 
 class Analysis(Protocol):
-    """A registered analysis.
-
-    ``needs_gradients`` asks the capture step for d(score)/d(attention); ``needs_value_norms`` for the
-    value-vector norms; ``requires`` names analyses that must run first.
-    """
+    """A registered analysis; ``needs`` says what capture must produce for it and what it reads."""
 
     name: str
     description: str
-    needs_gradients: bool
-    requires: tuple[str, ...]
+    needs: Needs
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult: ...
 
@@ -137,30 +133,20 @@ def without_predictor(name: str, capture: Capture) -> AnalysisResult:
     return AnalysisResult(name=name, messages=(f"{name}: not available for task '{capture.task}'",))
 
 
-def head_mean(weights: np.ndarray) -> np.ndarray:
-    """(L, H, q, k) → (L, q, k) mean over heads, in float64."""
-    return weights.astype(np.float64).mean(axis=1)
-
-
-def explained_scores(explained_weights: np.ndarray, matrices: np.ndarray) -> np.ndarray:
-    """Read explained rows from per-stage matrices: (r, q) and (S, q, k) → (S, r, k)."""
-    return np.einsum("rq,sqk->srk", explained_weights, matrices)
-
-
-def layer_scores(
-    capture: Capture, method: str, label: str, matrices: np.ndarray, note: str, stage_prefix: str = "layer"
+def stage_scores(
+    capture: Capture, method: str, label: str, values: np.ndarray, note: str, stage_prefix: str = "layer"
 ) -> TokenScores:
-    """TokenScores from one (q, k) matrix per layer, read at the capture's explained rows; last layer first shown.
+    """TokenScores from scores already read at the explained rows, one stage per layer; last layer shown first.
 
     Args:
-        matrices: (S, q, k) per-stage matrices over the main attention's queries and keys.
+        values: (S, r, k) per-stage scores of the explained rows over the main attention's keys.
     """
     return TokenScores(
         method=method,
         label=label,
-        values=explained_scores(capture.explained.weights, matrices),
-        stage_labels=tuple(f"{stage_prefix} {i + 1}" for i in range(matrices.shape[0])),
-        default_stage=matrices.shape[0] - 1,
+        values=values,
+        stage_labels=tuple(f"{stage_prefix} {i + 1}" for i in range(values.shape[0])),
+        default_stage=values.shape[0] - 1,
         sequence=capture.main.key,
         note=note,
     )

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
-from attnviz.types import Capture
+from attnviz.types import Capture, Needs
 
 DEFAULT_BINS = (0.01, 0.05, 0.10, 0.20, 0.50)
 """Fractions of the removable tokens deleted (comprehensiveness) or kept (sufficiency), as in ERASER."""
@@ -188,10 +188,7 @@ class Faithfulness:
 
     name = "faithfulness"
     description = "ERASER comprehensiveness/sufficiency (AOPC over 1-50% erasures) vs random orders"
-    needs_gradients = False
-    needs_model = True
-    runs_after_scores = True
-    requires: tuple[str, ...] = ()
+    needs = Needs(model_reruns=True, reads_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
@@ -199,13 +196,13 @@ class Faithfulness:
             return without_predictor(self.name, capture)
         if not predictor.removable.any():
             return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
-        erasure = context.options.get("erasure", "delete")
+        erasure = context.options.erasure
         bins = DEFAULT_BINS
         full = predictor.full_score()
         n = len(predictor.ids)
         random_runs = [
             erasure_scores(predictor, order, full, bins, erasure)
-            for order in random_orders(n, N_RANDOM_ORDERS, seed=int(context.options.get("seed", 0)))
+            for order in random_orders(n, N_RANDOM_ORDERS, seed=context.options.seed)
         ]
         random_comp = float(np.mean([r.comprehensiveness for r in random_runs]))
         random_suff = float(np.mean([r.sufficiency for r in random_runs]))

@@ -13,9 +13,9 @@ import networkx as nx
 import numpy as np
 from networkx.algorithms.flow import build_residual_network, shortest_augmenting_path
 
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, stage_scores
 from attnviz.analysis.rollout import residual_augment
-from attnviz.types import Capture
+from attnviz.types import HEAD_MEAN, Capture, Needs
 
 MAX_FLOW_TOKENS = 64
 MAX_FLOW_ROWS = 32
@@ -112,12 +112,11 @@ class Flow:
 
     name = "flow"
     description = f"attention flow (Abnar & Zuidema 2020): max-flow on the attention graph; ≤ {MAX_FLOW_TOKENS} tokens"
-    needs_gradients = False
-    requires: tuple[str, ...] = ()
+    needs = Needs(attention=frozenset({HEAD_MEAN}), produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main
-        n = att.weights.shape[-1]
+        n = att.shape[-1]
         rows = np.flatnonzero(capture.explained.weights.sum(axis=0) > 0)
         if att.kind == "cross":
             return _refused("flow is defined on self-attention only; use rollout for encoder-decoders")
@@ -126,12 +125,12 @@ class Flow:
         if len(rows) > MAX_FLOW_ROWS:
             return _refused(f"flow refused: the explanation reads {len(rows)} rows, over the limit of {MAX_FLOW_ROWS}")
         last = att.num_layers - 1  # one layer: flow costs a max-flow per (row, token, layer)
-        flows = np.nan_to_num(attention_flow(head_mean(att.weights), rows=rows.tolist(), layers=[last]))
-        scores = layer_scores(
+        flows = np.nan_to_num(attention_flow(att.view(HEAD_MEAN), rows=rows.tolist(), layers=[last]))
+        scores = stage_scores(
             capture,
             self.name,
             "attention flow",
-            flows[last:],
+            np.einsum("rq,sqk->srk", capture.explained.weights, flows[last:]),
             "F[i, j] = maxflow((L, i) → (0, j)) / Σ_j' maxflow, capacities Â = (Ā + I)/2; last layer only",
         )
         scores = replace(scores, stage_labels=(f"layer {last + 1}",))

@@ -5,59 +5,37 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, HeadMetric
-from attnviz.types import AttentionMap, Capture
-
-
-def visible_keys(q: int, k: int, causal: bool) -> np.ndarray:
-    """(q,) number of keys each query row can attend to (row i of a causal map sees i + 1 + k − q)."""
-    if not causal:
-        return np.full(q, k)
-    return np.arange(1, q + 1) + (k - q)
-
-
-def normalized_entropy(weights: np.ndarray, causal: bool = False) -> np.ndarray:
-    """Mean over rows of −Σ p ln p / ln(visible keys); 1 is uniform, 0 is one-hot.
-
-    Rows that can see a single key carry no information and are left out.
-
-    Args:
-        weights: (L, H, q, k) attention probabilities.
-        causal: whether row i only sees keys up to i.
-
-    Returns:
-        (L, H) entropy in [0, 1].
-    """
-    p = weights.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        plogp = np.where(p > 0, p * np.log(p), 0.0)
-    row_entropy = -plogp.sum(axis=-1)  # (L, H, q)
-    visible = visible_keys(p.shape[2], p.shape[3], causal)
-    useful = visible > 1
-    if not useful.any():
-        return np.zeros(p.shape[:2])
-    normed = row_entropy[..., useful] / np.log(visible[useful])
-    return normed.mean(axis=-1)
-
-
-def mass_on(weights: np.ndarray, columns: np.ndarray) -> np.ndarray:
-    """(L, H, q, k), (k,) bool → (L, H): mean over rows of the attention mass on the marked columns."""
-    return weights[..., columns].astype(np.float64).sum(axis=-1).mean(axis=-1)
-
+from attnviz.types import STATS, AttentionViews, Capture, Needs
 
 DIFFUSE_ENTROPY = 0.9  # normalised entropy above this: within 10% of spreading attention uniformly
 SINK_SHARE = 0.5  # more than half of a head's attention on special tokens or the first token
 
-
-def positional_share(weights: np.ndarray, offset: int) -> np.ndarray:
-    """(L, H, n, n) → (L, H): mean over rows i (that have one) of A[i, i + offset].
-
-    offset −1 is the previous token, 0 the token itself, +1 the next token.
-    """
-    n = weights.shape[-1]
-    rows = np.arange(max(0, -offset), min(n, n - offset))
-    if len(rows) == 0:
-        return np.zeros(weights.shape[:2])
-    return weights[..., rows, rows + offset].astype(np.float64).mean(axis=-1)
+#: The head metrics shown, in order: statistic name → (label, how it is computed). Cross-segment labels
+#: name the segments of the example (``text → text_pair``, ``question → context``).
+HEAD_METRICS: dict[str, tuple[str, str]] = {
+    "entropy": (
+        "normalised entropy",
+        f"mean over rows of −Σ p ln p / ln(visible keys): 1 = uniform, 0 = one token; "
+        f"above {DIFFUSE_ENTROPY} the head is flagged diffuse",
+    ),
+    "special_share": (
+        "attention on special tokens",
+        "mean over rows of the attention mass on special tokens ([CLS], [SEP], <s>, …)",
+    ),
+    "first_token": (
+        "attention on the first token",
+        "mean over rows of the mass on key 0, where heads with nothing to do park attention",
+    ),
+    "sink_share": (
+        "attention on special or first tokens (sink)",
+        f"mean over rows of the mass on special tokens or key 0; above {SINK_SHARE} the head is flagged sink-bound",
+    ),
+    "previous_token": ("attention on the previous token", "mean over rows of A[i, i−1]"),
+    "self_token": ("attention on the same token", "mean over rows of A[i, i]"),
+    "next_token": ("attention on the next token", "mean over rows of A[i, i+1]"),
+    "cross_0_to_1": ("first → second segment", "mean over first-segment tokens of the mass on the second"),
+    "cross_1_to_0": ("second → first segment", "mean over second-segment tokens of the mass on the first"),
+}
 
 
 class HeadDiagnostics:
@@ -69,8 +47,7 @@ class HeadDiagnostics:
 
     name = "heads"
     description = "per-head entropy, special/first-token (sink) mass, positional shares; diffuse and sink flags"
-    needs_gradients = False
-    requires: tuple[str, ...] = ()
+    needs = Needs(attention=frozenset({STATS}))
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         metrics: list[HeadMetric] = []
@@ -93,88 +70,21 @@ class HeadDiagnostics:
             flags=flags,
         )
 
-    def _metrics(self, capture: Capture, att: AttentionMap) -> list[HeadMetric]:
-        special = capture.sequences[att.key].special_mask
-        return [*self._basic(att, special), *self._positional(att), *self._cross_segment(capture, att)]
-
-    def _basic(self, att: AttentionMap, special: np.ndarray) -> list[HeadMetric]:
-        first = np.zeros_like(special)
-        first[0] = True
-        return [
-            HeadMetric(
-                name="entropy",
-                label="normalised entropy",
-                values=normalized_entropy(att.weights, att.causal),
-                attention=att.kind,
-                note=f"mean over rows of −Σ p ln p / ln(visible keys): 1 = uniform, 0 = one token; "
-                f"above {DIFFUSE_ENTROPY} the head is flagged diffuse",
-            ),
-            HeadMetric(
-                name="special_share",
-                label="attention on special tokens",
-                values=mass_on(att.weights, special),
-                attention=att.kind,
-                note="mean over rows of the attention mass on special tokens ([CLS], [SEP], <s>, …)",
-            ),
-            HeadMetric(
-                name="first_token",
-                label="attention on the first token",
-                values=mass_on(att.weights, first),
-                attention=att.kind,
-                note="mean over rows of the mass on key 0, where heads with nothing to do park attention",
-            ),
-            HeadMetric(
-                name="sink_share",
-                label="attention on special or first tokens (sink)",
-                values=mass_on(att.weights, special | first),
-                attention=att.kind,
-                note=f"mean over rows of the mass on special tokens or key 0; above {SINK_SHARE} the head is "
-                "flagged sink-bound",
-            ),
-        ]
-
-    def _positional(self, att: AttentionMap) -> list[HeadMetric]:
-        if att.query != att.key:
-            return []
-        names = {
-            -1: ("previous_token", "previous token", "A[i, i−1]"),
-            0: ("self_token", "same token", "A[i, i]"),
-            1: ("next_token", "next token", "A[i, i+1]"),
-        }
-        return [
-            HeadMetric(
-                name=name,
-                label=f"attention on the {label}",
-                values=positional_share(att.weights, offset),
-                attention=att.kind,
-                note=f"mean over rows of {formula}",
-            )
-            for offset, (name, label, formula) in names.items()
-            if not (att.causal and offset == 1)  # a causal head cannot see the next token
-        ]
-
-    def _cross_segment(self, capture: Capture, att: AttentionMap) -> list[HeadMetric]:
-        """For two-segment inputs (pairs, question + context): attention mass crossing segments."""
-        seq = capture.sequences[att.key]
-        if att.query != att.key or len(set(seq.segments)) < 2:
-            return []
-        segments = np.asarray(seq.segments)
-        real = ~seq.special_mask
-        names = seq.segment_names
+    def _metrics(self, capture: Capture, att: AttentionViews) -> list[HeadMetric]:
+        """One HeadMetric per statistic capture computed for this attention kind, in ``HEAD_METRICS`` order."""
+        segment_names = capture.sequences[att.key].segment_names
         metrics = []
-        for a, b in ((0, 1), (1, 0)):
-            rows = (segments == a) & real
-            cols = (segments == b) & real
-            values = att.weights[:, :, rows][..., cols].astype(np.float64).sum(axis=-1).mean(axis=-1)
-            metrics.append(
-                HeadMetric(
-                    name=f"cross_{a}_to_{b}",
-                    label=f"{names[a]} → {names[b]}",
-                    values=values,
-                    attention=att.kind,
-                    note=f"mean over {names[a]} tokens of the mass on {names[b]} tokens (special tokens left out)",
+        for name, (label, note) in HEAD_METRICS.items():
+            if name not in att.stats:
+                continue
+            if name.startswith("cross_"):
+                a, b = int(name[6]), int(name[-1])
+                label = f"{segment_names[a]} → {segment_names[b]}"
+                note = (
+                    f"mean over {segment_names[a]} tokens of the mass on {segment_names[b]} tokens "
+                    "(special tokens left out)"
                 )
-            )
+            metrics.append(HeadMetric(name=name, label=label, values=att.stats[name], attention=att.kind, note=note))
         return metrics
 
 

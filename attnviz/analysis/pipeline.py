@@ -19,7 +19,8 @@ from attnviz.analysis import (
     list_analyses,
 )
 from attnviz.analysis.words import merge_to_words
-from attnviz.types import Capture, TokenSeq
+from attnviz.config import AnalysisOptions
+from attnviz.types import Capture, Needs, TokenSeq
 
 
 @dataclass(frozen=True)
@@ -122,16 +123,12 @@ def expand_methods(names: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def needs_gradients(methods: Sequence[str]) -> bool:
-    return any(get_analysis(name).needs_gradients for name in methods)
-
-
-def needs_value_norms(methods: Sequence[str]) -> bool:
-    return any(getattr(get_analysis(name), "needs_value_norms", False) for name in methods)
-
-
-def needs_model(methods: Sequence[str]) -> bool:
-    return any(getattr(get_analysis(name), "needs_model", False) for name in methods)
+def combined_needs(methods: Sequence[str], *more: Needs) -> Needs:
+    """What capture must produce for these analyses (and any renderers' ``more``): the union, nothing else."""
+    needs = Needs()
+    for item in [get_analysis(name).needs for name in methods] + list(more):
+        needs = needs.union(item)
+    return needs
 
 
 def analyze(
@@ -140,16 +137,16 @@ def analyze(
     *,
     index: int,
     word_merge: str = "sum",
-    options: Mapping[str, Any] | None = None,
+    options: AnalysisOptions | None = None,
     predictor: Any = None,
 ) -> ExampleReport:
-    """Run analyses in order (dependencies first) and bundle them with the capture.
+    """Run analyses in the order their needs imply and bundle them with the capture.
 
     ``predictor`` lets analyses that must re-run the model (faithfulness, agreement) do so.
     """
     results: dict[str, AnalysisResult] = {}
-    for name in _ordered(methods):
-        context = AnalysisContext(previous=dict(results), options=options or {}, predictor=predictor)
+    for name in run_order(methods):
+        context = AnalysisContext(previous=dict(results), options=options or AnalysisOptions(), predictor=predictor)
         results[name] = get_analysis(name).run(capture, context)
     return ExampleReport(
         index=index,
@@ -160,22 +157,21 @@ def analyze(
     )
 
 
-def _ordered(methods: Sequence[str]) -> list[str]:
-    """Dependencies first; analyses that read other methods' scores (``runs_after_scores``) last,
-    agreement before faithfulness so the gradient baselines are tested too."""
-    ordered: list[str] = []
+def run_order(methods: Sequence[str]) -> list[str]:
+    """The order analyses run in, from what they read (``Needs``), ties kept in the order given.
 
-    def visit(name: str) -> None:
-        if name in ordered:
-            return
-        for dep in get_analysis(name).requires:
-            visit(dep)
-        ordered.append(name)
+    An analysis that reads scores runs after every analysis that makes scores without reading any; one
+    that both reads and makes scores (agreement) runs before those that only read (faithfulness,
+    plausibility), so its scores are tested and compared too.
+    """
 
-    for name in methods:
-        visit(name)
-    late = [name for name in ordered if getattr(get_analysis(name), "runs_after_scores", False)]
-    return [name for name in ordered if name not in late] + late
+    def rank(name: str) -> int:
+        needs = get_analysis(name).needs
+        if not needs.reads_scores:
+            return 0
+        return 1 if needs.produces_scores else 2
+
+    return sorted(dict.fromkeys(methods), key=rank)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -6,7 +6,7 @@ import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult
 from attnviz.analysis.plausibility import auprc, rationale_mask, topk_f1, words_to_spans
-from attnviz.types import Capture
+from attnviz.types import Capture, Needs
 
 
 class Plausibility:
@@ -18,9 +18,7 @@ class Plausibility:
 
     name = "plausibility"
     description = "token F1 of the top-k tokens and AUPRC against human rationales (JSONL `rationale`)"
-    needs_gradients = False
-    runs_after_scores = True
-    requires: tuple[str, ...] = ()
+    needs = Needs(reads_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         rationale = capture.example.rationale

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, layer_scores
-from attnviz.types import Capture
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, stage_scores
+from attnviz.types import GRAD_MEAN, Capture, Needs
 
 _NEG_TOL = 1e-12
 """Entries of ``R − I`` may dip this far below 0 from rounding before ``normalize_residual`` objects."""
@@ -89,6 +89,30 @@ def self_relevancy(attn: np.ndarray, grad: np.ndarray) -> np.ndarray:
     return out
 
 
+def relevancy_rows(cams: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rows of every layer's ``R − I`` for one self-attention stream, without forming any ``R``.
+
+    ``R_l = (I + Ā_l)·R_(l−1)`` with ``R_0 = I`` (rule 6), so ``w·R_l = w·(I + Ā_l)⋯(I + Ā_1)``, evaluated
+    right to left on row vectors from the top layer down. Equals ``einsum("rq,lqk->lrk", w,
+    self_relevancy(A, ∇A) − I)`` up to rounding, in O(L·r·n) memory plus one (n, n) matrix.
+
+    Args:
+        cams: (L, n, n) rule-5 maps ``mean_h (∇A ⊙ A)⁺`` per layer (the ``grad_mean`` view).
+        weights: (r, n) explained-row weights.
+
+    Returns:
+        (L, r, n) ``w·(R_l − I)`` for every layer.
+    """
+    if cams.ndim != 3 or cams.shape[1] != cams.shape[2]:
+        raise ValueError(f"self-attention maps must be square (L, n, n); got {cams.shape}")
+    layers = cams.shape[0]
+    out = np.zeros((layers, *weights.shape))
+    for layer in reversed(range(layers)):
+        out[layer] = weights
+        out[layer:] = out[layer:] + out[layer:] @ cams[layer].astype(np.float64)
+    return out - weights
+
+
 def normalize_residual(R: np.ndarray) -> np.ndarray:
     """Eqs. 8/9: ``R̄ = (R − I) / rowsum(R − I) + I``, separating the residual identity from the rest.
 
@@ -122,12 +146,9 @@ def normalize_residual(R: np.ndarray) -> np.ndarray:
 
 
 def encoder_decoder_relevancy(
-    enc_attn: np.ndarray,
-    enc_grad: np.ndarray,
-    dec_attn: np.ndarray,
-    dec_grad: np.ndarray,
-    cross_attn: np.ndarray,
-    cross_grad: np.ndarray,
+    enc_cams: np.ndarray,
+    dec_cams: np.ndarray,
+    cross_cams: np.ndarray,
     causal: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Relevancy for an encoder–decoder, in the order of the reference DETR ``generate_ours``.
@@ -149,12 +170,9 @@ def encoder_decoder_relevancy(
     ``Ā_cross`` (n_t, n_s), ``R̄_ee`` (n_s, n_s).
 
     Args:
-        enc_attn: (L_e, H, n_s, n_s) encoder self-attention.
-        enc_grad: (L_e, H, n_s, n_s) its gradient.
-        dec_attn: (L_d, H, n_t, n_t) decoder self-attention.
-        dec_grad: (L_d, H, n_t, n_t) its gradient.
-        cross_attn: (L_d, H, n_t, n_s) cross-attention (queries: target, keys: source).
-        cross_grad: (L_d, H, n_t, n_s) its gradient.
+        enc_cams: (L_e, n_s, n_s) rule-5 maps of the encoder self-attention (:func:`gradient_weighted`).
+        dec_cams: (L_d, n_t, n_t) rule-5 maps of the decoder self-attention.
+        cross_cams: (L_d, n_t, n_s) rule-5 maps of the cross-attention (queries: target, keys: source).
         causal: the decoder is causal (Marian, BART, T5): use the causal reading of rule 10.
 
     Returns:
@@ -164,14 +182,15 @@ def encoder_decoder_relevancy(
     Raises:
         ValueError: if any shape is wrong or the streams disagree on L_d, n_t or n_s.
     """
-    enc_cams = _weighted_square(enc_attn, enc_grad, "encoder")  # (L_e, n_s, n_s)
-    dec_cams = _weighted_square(dec_attn, dec_grad, "decoder")  # (L_d, n_t, n_t)
-    cross_cams = gradient_weighted(cross_attn, cross_grad)  # (L_d, n_t, n_s)
+    enc_cams, dec_cams, cross_cams = (np.asarray(c, dtype=np.float64) for c in (enc_cams, dec_cams, cross_cams))
+    for name, cams in (("encoder", enc_cams), ("decoder", dec_cams)):
+        if cams.ndim != 3 or cams.shape[1] != cams.shape[2]:
+            raise ValueError(f"{name} self-attention maps must be square (L, n, n); got {cams.shape}")
     n_s, n_t = enc_cams.shape[-1], dec_cams.shape[-1]
     if cross_cams.shape != (dec_cams.shape[0], n_t, n_s):
         raise ValueError(
-            f"cross-attention must have shape (L_d, H, n_t, n_s) = ({dec_cams.shape[0]}, H, {n_t}, {n_s}); "
-            f"got {np.shape(cross_attn)}"
+            f"cross-attention maps must have shape (L_d, n_t, n_s) = ({dec_cams.shape[0]}, {n_t}, {n_s}); "
+            f"got {cross_cams.shape}"
         )
 
     r_ee = np.eye(n_s)
@@ -201,34 +220,31 @@ class Relevancy:
 
     name = "relevancy"
     description = "gradient-weighted relevancy (Chefer, Gur & Wolf 2021): R += mean_h (∇A ⊙ A)⁺ · R"
-    needs_gradients = True
-    requires: tuple[str, ...] = ()
+    needs = Needs(attention=frozenset({GRAD_MEAN}), produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main
-        if any(a.grads is None for a in capture.attentions.values()):
-            raise ValueError("relevancy needs attention gradients; capture with gradients=True")
+        weights = capture.explained.weights
         if att.kind == "cross":
             enc, dec = capture.attentions["encoder"], capture.attentions["decoder"]
             _, r_de = encoder_decoder_relevancy(
-                enc.weights, enc.grads, dec.weights, dec.grads, att.weights, att.grads, causal=True
+                enc.view(GRAD_MEAN), dec.view(GRAD_MEAN), att.view(GRAD_MEAN), causal=True
             )
-            scores = layer_scores(
+            scores = stage_scores(
                 capture,
                 self.name,
                 "relevancy (encoder-decoder)",
-                r_de[None],
+                (weights @ r_de)[None],
                 "R_de += R̄_dd · mean_h(∇A_cross ⊙ A_cross)⁺ · R̄_ee per decoder layer",
                 stage_prefix="all layers,",
             )
             scores = replace(scores, stage_labels=("all layers",))
         else:
-            matrices = self_relevancy(att.weights, att.grads) - np.eye(att.weights.shape[-1])
-            scores = layer_scores(
+            scores = stage_scores(
                 capture,
                 self.name,
                 "relevancy",
-                matrices,
+                relevancy_rows(att.view(GRAD_MEAN), weights),
                 "R^l = R^(l−1) + mean_h(∇A ⊙ A)⁺ · R^(l−1), R^0 = I; rows of R − I shown",
             )
         return AnalysisResult(name=self.name, token_scores=(scores,))

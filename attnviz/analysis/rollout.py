@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnviz.analysis.base import AnalysisContext, AnalysisResult, head_mean, layer_scores
-from attnviz.types import Capture
+from attnviz.analysis.base import AnalysisContext, AnalysisResult, stage_scores
+from attnviz.types import HEAD_MEAN, Capture, Needs
 
 
 def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:
@@ -46,6 +46,29 @@ def residual_augment(mean_attn: np.ndarray) -> np.ndarray:
     return aug / aug.sum(axis=-1, keepdims=True)
 
 
+def rollout_rows(mean_attn: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Rows of every layer's rollout: ``w · R_l`` for l = 1 … L, without forming any ``R_l``.
+
+    ``w · R_l = w · Â_l · Â_(l−1) ⋯ Â_1`` is evaluated right to left on row vectors, one layer's ``Â``
+    at a time (from the top layer down, each applied to every stage that still needs it), so memory is
+    O(L·r·n) plus one (n, n) matrix and the cost O(L²·r·n²) instead of O(L·n³). Equals
+    ``einsum("rq,lqk->lrk", w, attention_rollout(mean_attn))`` up to rounding.
+
+    Args:
+        mean_attn: (L, n, n) head-mean attention per layer (float32 is fine; each layer is used in float64).
+        weights: (r, n) row weights (explained rows), or any row vectors.
+
+    Returns:
+        (L, r, n) ``w · R_l`` for every layer.
+    """
+    layers = mean_attn.shape[0]
+    out = np.zeros((layers, *weights.shape))
+    for layer in reversed(range(layers)):
+        out[layer] = weights
+        out[layer:] = out[layer:] @ residual_augment(mean_attn[layer : layer + 1])[0]
+    return out
+
+
 def attention_rollout(mean_attn: np.ndarray) -> np.ndarray:
     """Roll attention out through the layers: ``R_1 = Â_1``, ``R_l = Â_l · R_{l-1}``.
 
@@ -80,30 +103,28 @@ class Rollout:
 
     name = "rollout"
     description = "attention rollout (Abnar & Zuidema 2020): (0.5·mean_h A + 0.5·I) multiplied through layers"
-    needs_gradients = False
-    requires: tuple[str, ...] = ()
+    needs = Needs(attention=frozenset({HEAD_MEAN}), produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main
+        weights = capture.explained.weights
         if att.kind == "cross":
-            encoder = attention_rollout(head_mean(capture.attentions["encoder"].weights))  # (L_e, n_s, n_s)
-            cross = head_mean(att.weights)[-1]  # (n_t, n_s), last decoder layer
-            matrices = np.einsum("ts,lsk->ltk", cross, encoder)
-            scores = layer_scores(
+            cross = att.view(HEAD_MEAN)[-1].astype(np.float64)  # (n_t, n_s), last decoder layer
+            encoder = capture.attentions["encoder"].view(HEAD_MEAN)  # (L_e, n_s, n_s)
+            scores = stage_scores(
                 capture,
                 self.name,
                 "attention rollout (through the encoder)",
-                matrices,
+                rollout_rows(encoder, weights @ cross),
                 "r = mean_h A_cross[last] · R̃_enc^l,  R̃^l = Â^l·…·Â^1,  Â = (Ā + I)/2",
                 stage_prefix="encoder layer",
             )
         else:
-            matrices = attention_rollout(head_mean(att.weights))
-            scores = layer_scores(
+            scores = stage_scores(
                 capture,
                 self.name,
                 "attention rollout",
-                matrices,
+                rollout_rows(att.view(HEAD_MEAN), weights),
                 "R̃^l = Â^l · R̃^(l−1),  Â = (mean_h A + I)/2; rows sum to 1",
             )
         return AnalysisResult(name=self.name, token_scores=(scores,))

@@ -16,7 +16,8 @@ from attnviz.errors import ModelError
 from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
 from attnviz.model.tasks.base import expected_layers, token_seq
-from attnviz.types import AttentionMap, Capture, Example
+from attnviz.model.views import ViewBuilder, ViewRequest, chunk_rows
+from attnviz.types import Capture, Example, Needs
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -41,21 +42,21 @@ def capture_batch(
     examples: Sequence[Example],
     *,
     max_length: int,
+    needs: Needs,
     generation: GenerationOptions | None = None,
-    gradients: bool = False,
-    value_norms: bool = False,
     target: str | None = None,
 ) -> list[Capture]:
-    """Run one batch and return one :class:`Capture` per example.
+    """Run one batch and return one :class:`Capture` per example, holding the views ``needs`` asks for.
+
+    The fast path (``loaded.capture == "fast"``) runs SDPA and recomputes attention in row blocks; the
+    eager path reads the tensors eager attention returns. Both feed :class:`ViewBuilder` the same blocks.
 
     Args:
         loaded: model, tokenizer and task.
         examples: the batch.
         max_length: truncation length in tokens.
+        needs: the union of what the analyses and renderers need (views, value norms; gradients follow).
         generation: how generative tasks continue inputs without a target (default: 20 greedy tokens).
-        gradients: also capture d(score)/d(attention) for gradient-based methods.
-        value_norms: also record ‖f(x_j)‖ per layer, head and key (norm-based methods), where the
-            architecture is supported (see ``attnviz.model.value_norms``).
         target: which label/score to explain (default: the prediction).
 
     Raises:
@@ -63,40 +64,50 @@ def capture_batch(
     """
     import torch
 
+    from attnviz.model.fast_attention import recording
+
     task = get_task(loaded.task)
     batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
-    context = torch.enable_grad() if gradients else torch.inference_mode()
-    recorder = _recorder(loaded, value_norms)
-    with context, recorder or nullcontext():
+    fast = loaded.capture == "fast"
+    context = torch.enable_grad() if needs.gradients else torch.inference_mode()
+    norms = _recorder(loaded, needs.value_norms)
+    with context, norms or nullcontext(), recording(loaded.model, needs.gradients) if fast else nullcontext() as rec:
         forward = task.forward(loaded.model, batch)
-        kinds = {kind for b in range(len(batch.examples)) for kind in task.layout(batch, b)}
-        for kind in sorted(kinds):
-            _check_attentions(loaded, kind, forward.attentions.get(kind))
-        if gradients:
-            for kind in kinds:
-                for tensor in forward.attentions[kind]:
-                    tensor.retain_grad()
+        kinds = sorted({kind for b in range(len(batch.examples)) for kind in task.layout(batch, b)})
+        blocks = {kind: _FastBlocks(loaded, kind, rec.calls.get(kind)) if fast else None for kind in kinds}
+        for kind in kinds:
+            if not fast:
+                _check_attentions(loaded, kind, forward.attentions.get(kind))
+                if needs.gradients:
+                    for tensor in forward.attentions[kind]:
+                        tensor.retain_grad()
+        if needs.gradients:
             task.score(forward, batch, target).sum().backward()
     captures = []
     for b, example in enumerate(batch.examples):
         layout = task.layout(batch, b)
         used = {where.query for where in layout.values()} | {where.key for where in layout.values()}
         sequences = {name: token_seq(batch.streams[name], b, loaded.tokenizer) for name in sorted(used)}
+        prediction, explained = task.interpret(forward, batch, b, sequences, loaded)
         attentions = {}
         for kind, where in layout.items():
             rows = batch.streams[where.query].keep(b)
             cols = batch.streams[where.key].keep(b)
-            layers = forward.attentions[kind]
-            attentions[kind] = AttentionMap(
+            source = blocks[kind] or _EagerBlocks(forward.attentions[kind], needs.gradients)
+            key_seq = sequences[where.key]
+            request = ViewRequest(
                 kind=kind,
-                weights=_stack(layers, b, rows, cols),
                 query=where.query,
                 key=where.key,
-                grads=_stack([t.grad for t in layers], b, rows, cols) if gradients else None,
                 causal=where.causal,
-                value_norms=_norms(recorder, kind, b, cols),
+                shape=(source.layers, source.heads, len(rows), len(cols)),
+                needs=needs,
+                special=key_seq.special_mask,
+                segments=np.asarray(key_seq.segments),
+                explained=explained.weights if kind == explained.attention else None,
+                value_norms=_norms(norms, kind, b, cols),
             )
-        prediction, explained = task.interpret(forward, batch, b, sequences, loaded)
+            attentions[kind] = _views(request, source, b, rows, cols, needs.gradients)
         first = batch.streams[next(iter(layout.values())).query]
         captures.append(
             Capture(
@@ -108,9 +119,65 @@ def capture_batch(
                 prediction=prediction,
                 truncated=any(batch.streams[name].truncated[b] for name in used),
                 original_length=first.original_lengths[b],
+                capture_path=loaded.capture,
             )
         )
     return captures
+
+
+def _views(request: ViewRequest, source: Any, b: int, rows: np.ndarray, cols: np.ndarray, grads: bool) -> Any:
+    """Feed every (layer, row block) of example b's real tokens to a :class:`ViewBuilder`."""
+    builder = ViewBuilder(request)
+    if not request.needs.attention:
+        return builder.build()
+    step = chunk_rows(request.shape[1], source.keys)
+    for layer in range(request.shape[0]):
+        for start in range(0, len(rows), step):
+            block = rows[start : start + step]
+            probs = source.probs(layer, b, block)[:, :, cols]
+            grad = source.grad_probs(layer, b, block)[:, :, cols] if grads else None
+            builder.add(layer, start, _numpy(probs), None if grad is None else _numpy(grad))
+    return builder.build()
+
+
+def _numpy(tensor: Any) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy()
+
+
+class _EagerBlocks:
+    """Row blocks sliced from the (B, H, q, k) tensors eager attention returned (the reference path)."""
+
+    def __init__(self, layers: Sequence[Any], gradients: bool) -> None:
+        self.tensors = layers
+        self.layers, self.heads, self.keys = len(layers), int(layers[0].shape[1]), int(layers[0].shape[-1])
+
+    def probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
+        return self.tensors[layer][b, :, rows]
+
+    def grad_probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
+        return self.tensors[layer].grad[b, :, rows]
+
+
+class _FastBlocks:
+    """Row blocks recomputed from the recorded q, k (and ∂score/∂output) of each layer (the fast path)."""
+
+    def __init__(self, loaded: LoadedModel, kind: str, calls: Sequence[Any] | None) -> None:
+        expected = expected_layers(loaded.model.config, kind)
+        if not calls or (expected is not None and kind != "pair" and len(calls) != expected):
+            raise ModelError(
+                f"model '{loaded.name}': the fast capture path recorded {len(calls or ())} {kind}-attention calls, "
+                f"expected {expected}; rerun with --capture eager"
+            )
+        self.calls = calls
+        self.layers = len(calls)
+        self.heads = int(calls[0].query.shape[1])
+        self.keys = int(calls[0].key.shape[2])
+
+    def probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
+        return self.calls[layer].probs(b, rows)
+
+    def grad_probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
+        return self.calls[layer].grad_probs(b, rows)
 
 
 def _recorder(loaded: LoadedModel, wanted: bool) -> Any:
@@ -126,12 +193,6 @@ def _norms(recorder: Any, kind: str, b: int, cols: np.ndarray) -> np.ndarray | N
     if recorder is None or kind not in recorder.kinds:
         return None
     return np.stack([layer[b].float().cpu().numpy()[:, cols] for layer in recorder.norms(kind)]).astype(np.float32)
-
-
-def _stack(layers: Sequence[Any], b: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """(L tensors of (B, H, q, k)) → (L, H, q', k') float32 numpy for example b's real tokens."""
-    stacked = np.stack([t[b].detach().float().cpu().numpy() for t in layers])  # (L, H, q, k)
-    return np.ascontiguousarray(stacked[:, :, rows][:, :, :, cols], dtype=np.float32)
 
 
 def _check_attentions(loaded: LoadedModel, kind: str, layers: Any) -> None:

@@ -18,6 +18,7 @@ class LoadedModel:
         task: the task adapter name.
         device: torch device string.
         dtype: parameter dtype name.
+        capture: ``fast`` (SDPA forward, attention recomputed in row blocks) or ``eager`` (the reference path).
     """
 
     model: Any
@@ -27,3 +28,4 @@ class LoadedModel:
     task: str
     device: str
     dtype: str
+    capture: str = "eager"

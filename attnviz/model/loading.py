@@ -54,9 +54,10 @@ def _torch_dtype(name: str, device: str) -> Any:
 
 
 def load_model(options: ModelOptions) -> LoadedModel:
-    """Load model + tokenizer with eager attention, so attention weights come back.
+    """Load model + tokenizer, then pick the capture path (``options.capture``).
 
-    transformers 5 defaults to SDPA, which returns no attention weights; eager does.
+    The model is loaded with eager attention (transformers 5 defaults to SDPA, which returns no attention
+    weights) and switched to attnviz's SDPA-based function where the fast path covers it.
 
     Raises:
         ModelError: the model cannot be found or loaded, or the task does not fit it.
@@ -105,11 +106,17 @@ def load_model(options: ModelOptions) -> LoadedModel:
 
 
 def _ready(model: Any, tokenizer: Any, shown: str, options: ModelOptions, task_name: str, device: str) -> LoadedModel:
+    from attnviz.model.fast_attention import use_fast_path
     from attnviz.model.tasks import get_task
 
     model.eval()
     model.to(device)
     get_task(task_name).prepare_tokenizer(tokenizer, model)
+    fast = options.capture != "eager" and use_fast_path(model)
+    if options.capture == "fast" and not fast:
+        raise ModelError(
+            f"model '{shown}' ({type(model).__name__}) is not covered by the fast capture path; use --capture eager"
+        )
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -118,6 +125,7 @@ def _ready(model: Any, tokenizer: Any, shown: str, options: ModelOptions, task_n
         task=task_name,
         device=device,
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        capture="fast" if fast else "eager",
     )
 
 

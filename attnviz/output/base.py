@@ -9,18 +9,27 @@ from typing import Any, Protocol
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.summary import RunDocument
 from attnviz.registry import Registry
+from attnviz.types import FULL, HEAD_MEAN, Needs
+
+#: Every head's full matrix is captured, drawn and embedded for inputs up to this many tokens; longer
+#: inputs show head means per layer and per-head statistics (the full matrices grow as n²).
+HEAD_GRID_MAX_TOKENS = 64
+
+#: What pages and figures read from capture: the head mean of every layer, every head where short enough.
+DRAWN_VIEWS = Needs(attention=frozenset({HEAD_MEAN, FULL}), full_max_tokens=HEAD_GRID_MAX_TOKENS)
 
 
 class Renderer(Protocol):
     """Writes one output format: per example as the run goes, then once for the whole run.
 
-    ``needs_figures`` names the figure groups (see ``render.png.draw_example``) the pipeline must draw;
-    figures are drawn once per example and shared by every renderer.
+    ``needs_figures`` names the figure groups (see ``output.png.draw_example``) the pipeline must draw;
+    figures are drawn once per example and shared by every renderer. ``needs`` is what it reads from capture.
     """
 
     name: str
     description: str
     needs_figures: frozenset[str]
+    needs: Needs
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

@@ -12,10 +12,10 @@ import numpy as np
 
 from attnviz.analysis import TokenScores
 from attnviz.analysis.pipeline import ExampleReport
-from attnviz.output.base import register_renderer, write_text
+from attnviz.output.base import DRAWN_VIEWS, register_renderer, write_text
 from attnviz.output.colors import PALETTE, hex_colour, normalize, text_colour
 from attnviz.output.summary import RunDocument
-from attnviz.types import AttentionMap, TokenSeq
+from attnviz.types import HEAD_MEAN, AttentionViews, TokenSeq
 
 # Above this many numbers the page embeds only head means (the full tensor would bloat the page).
 MAX_EMBEDDED_WEIGHTS = 250_000
@@ -220,9 +220,9 @@ def task_panel(report: ExampleReport) -> dict[str, Any] | None:
     return None
 
 
-def heatmap_table(att: AttentionMap, layer: int, rows: TokenSeq, cols: TokenSeq) -> dict[str, Any]:
+def heatmap_table(att: AttentionViews, layer: int, rows: TokenSeq, cols: TokenSeq) -> dict[str, Any]:
     """The head-mean matrix of one layer as table cells (the script redraws other layers/heads)."""
-    matrix = att.weights[layer].mean(axis=0)
+    matrix = att.view(HEAD_MEAN)[layer]
     vmax = float(matrix.max()) or 1.0
     return {
         "rows": list(rows.tokens),
@@ -234,10 +234,10 @@ def heatmap_table(att: AttentionMap, layer: int, rows: TokenSeq, cols: TokenSeq)
     }
 
 
-def attention_payload(att: AttentionMap) -> dict[str, Any]:
+def attention_payload(att: AttentionViews) -> dict[str, Any]:
     """Numbers the script needs to redraw the heatmap: every head when small enough, else head means."""
-    full = att.weights.size <= MAX_EMBEDDED_WEIGHTS
-    weights = att.weights if full else att.weights.mean(axis=1, keepdims=True)
+    full = att.full is not None and att.full.size <= MAX_EMBEDDED_WEIGHTS
+    weights = att.full if full else att.view(HEAD_MEAN)[:, None]
     return {"kind": att.kind, "full": full, "weights": np.round(weights.astype(np.float64), 4).tolist()}
 
 
@@ -333,6 +333,7 @@ class HtmlRenderer:
     name = "html"
     description = "examples/<id>.html per example and index.html (self-contained, no network)"
     needs_figures = frozenset({"heads", "scores"})  # maps and the mean heatmap are HTML tables here
+    needs = DRAWN_VIEWS
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

@@ -11,12 +11,14 @@ import numpy as np
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.base import register_renderer
 from attnviz.output.summary import RunDocument
+from attnviz.types import FULL, Needs
 
 
 class JsonRenderer:
     name = "json"
     description = "summary.json: run metadata, per-example tokens, prediction, scores and head diagnostics"
     needs_figures: frozenset[str] = frozenset()
+    needs = Needs()
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
@@ -31,6 +33,7 @@ class TensorRenderer:
     name = "tensors"
     description = "examples/<id>.npz: raw attention (layers, heads, n, n) per attention kind, with tokens"
     needs_figures: frozenset[str] = frozenset()
+    needs = Needs(attention=frozenset({FULL}))
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
@@ -38,9 +41,9 @@ class TensorRenderer:
         capture = report.capture
         arrays: dict[str, np.ndarray] = {}
         for att in capture.attentions.values():
-            arrays[f"attention_{att.kind}"] = att.weights
-            if att.grads is not None:
-                arrays[f"gradient_{att.kind}"] = att.grads
+            arrays[f"attention_{att.kind}"] = att.view(FULL)
+            if att.full_grads is not None:
+                arrays[f"gradient_{att.kind}"] = att.full_grads
         for name, seq in capture.sequences.items():
             arrays[f"tokens_{name}"] = np.array(seq.tokens, dtype=str)
             arrays[f"special_{name}"] = seq.special_mask

@@ -21,6 +21,7 @@ from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.base import write_text
 from attnviz.output.check import CheckResult, format_number
 from attnviz.output.html import templates_dir
+from attnviz.types import Needs
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -242,6 +243,7 @@ class MarkdownRenderer:
     name = "markdown"
     description = "summary.md: a short Markdown summary for a pull-request comment"
     needs_figures: frozenset[str] = frozenset()
+    needs = Needs()
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

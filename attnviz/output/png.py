@@ -13,10 +13,10 @@ import numpy as np
 
 from attnviz.analysis import HeadMetric
 from attnviz.analysis.pipeline import ExampleReport
-from attnviz.output.base import example_dir, register_renderer
+from attnviz.output.base import DRAWN_VIEWS, example_dir, register_renderer
 from attnviz.output.colors import matplotlib_cmap
 from attnviz.output.summary import RunDocument
-from attnviz.types import AttentionMap, TokenSeq
+from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
 DPI = 100
 MAX_LABELLED_TOKENS = 48  # beyond this, tick labels overlap; axes show positions instead
@@ -45,13 +45,14 @@ def _label_axes(ax: Any, rows: Sequence[str], cols: Sequence[str], small: bool =
         ax.set_yticks(range(len(rows)), list(rows), fontsize=size, parse_math=False)
 
 
-def head_grid(att: AttentionMap, layer: int, row_seq: TokenSeq, col_seq: TokenSeq) -> bytes:
+def head_grid(att: AttentionViews, layer: int, row_seq: TokenSeq, col_seq: TokenSeq) -> bytes:
     """All heads of one layer as a grid of heatmaps sharing one colour bar (0 to the layer's max).
 
     The heads are tiled into one image on one axes: drawing a dozen separate axes per layer made the
     PNG step the slowest part of a run.
     """
-    heads, q, k = att.weights.shape[1:]
+    weights = att.view(FULL)
+    heads, q, k = weights.shape[1:]
     rows, cols = row_seq.tokens, col_seq.tokens
     ncols = min(GRID_COLUMNS, heads)
     nrows = math.ceil(heads / ncols)
@@ -59,7 +60,7 @@ def head_grid(att: AttentionMap, layer: int, row_seq: TokenSeq, col_seq: TokenSe
     mosaic = np.full((nrows * (q + gap) - gap, ncols * (k + gap) - gap), np.nan)
     for h in range(heads):
         r, c = divmod(h, ncols)
-        mosaic[r * (q + gap) : r * (q + gap) + q, c * (k + gap) : c * (k + gap) + k] = att.weights[layer, h]
+        mosaic[r * (q + gap) : r * (q + gap) + q, c * (k + gap) : c * (k + gap) + k] = weights[layer, h]
     cell = 2.2 if max(q, k) <= 16 else 3.0
     width, height = cell * ncols + 2.4, cell * nrows * q / max(k, 1) + 1.6
     fig = _figure(width, height, layout=None)
@@ -67,7 +68,7 @@ def head_grid(att: AttentionMap, layer: int, row_seq: TokenSeq, col_seq: TokenSe
     fig.subplots_adjust(left=1.0 / width, right=1 - 1.4 / width, bottom=0.9 / height, top=1 - 0.6 / height)
     ax = fig.add_subplot()
     cmap = matplotlib_cmap().with_extremes(bad="white")
-    vmax = float(att.weights[layer].max()) or 1.0
+    vmax = float(weights[layer].max()) or 1.0
     image = ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto", interpolation="nearest")
     from matplotlib.patches import Rectangle
 
@@ -229,12 +230,13 @@ def draw_example(report: ExampleReport, groups: frozenset[str] = FIGURE_GROUPS) 
     for att in capture.attentions.values():
         rows = capture.sequences[att.query]
         cols = capture.sequences[att.key]
-        for layer in range(att.num_layers if "heads" in groups else 0):
+        # Head grids need every head's matrix, captured only for inputs short enough to draw.
+        for layer in range(att.num_layers if "heads" in groups and att.full is not None else 0):
             figures[figure_name("heads", att.kind, f"layer{layer + 1}")] = head_grid(att, layer, rows, cols)
         last = att.num_layers - 1
         if "mean" in groups:
             figures[figure_name("mean", att.kind)] = heatmap(
-                att.weights[last].mean(axis=0), rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
+                att.view(HEAD_MEAN)[last], rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
             )
     for metric in report.head_metrics if "metrics" in groups else ():
         if metric.name not in PNG_METRICS:
@@ -260,6 +262,7 @@ class PngRenderer:
     name = "png"
     description = "examples/<id>/*.png: head grids per layer, head-metric maps, score bars, mean heatmap"
     needs_figures = FIGURE_GROUPS
+    needs = DRAWN_VIEWS
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]

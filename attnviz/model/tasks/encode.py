@@ -51,7 +51,10 @@ class EncodeTask(TaskAdapter):
         pooled, attentions = {}, {}
         # The second text runs first: per-layer hooks (value norms) keep the last call, the main text's.
         if PAIR in batch.streams:
-            out2 = model(**stream_inputs(batch.streams[PAIR], model), output_attentions=True)
+            from attnviz.model.fast_attention import attention_kind
+
+            with attention_kind(PAIR):
+                out2 = model(**stream_inputs(batch.streams[PAIR], model), output_attentions=True)
             pooled[PAIR] = mean_pool(out2.last_hidden_state, batch.streams[PAIR].mask)
             attentions[PAIR] = out2.attentions
         out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
