@@ -136,6 +136,8 @@ class Measured:
         """What a table shows instead of numbers when the run did not finish."""
         if self.status == "timeout":
             return f"timeout ({self.seconds:.0f} s)"
+        if self.returncode is not None and self.returncode < 0:  # SIGKILL is most often the kernel's OOM killer
+            return f"failed (signal {-self.returncode}{', out of memory?' if self.returncode == -9 else ''})"
         return f"failed (exit {self.returncode}: {self.error})"
 
 
@@ -180,6 +182,11 @@ def run_measured(command: Sequence[str], timeout: float, cwd: Path) -> Measured:
 def last_json(text: str) -> dict[str, Any]:
     """The JSON object a child prints on its last line."""
     return json.loads(text.strip().splitlines()[-1])
+
+
+def self_command(*args: str) -> list[str]:
+    """This script run as a child (the hidden ``_bare-*`` subcommands)."""
+    return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
 def render_command(data: Path, model: str, out: Path, methods: str | None, *extra: str) -> list[str]:
@@ -257,7 +264,9 @@ class PipelineUnavailable(Exception):
     """attnviz's per-batch pipeline cannot be called in-process (its API moved)."""
 
 
-def attnviz_pipeline(model: str, data: Path, batch_size: int, methods: str) -> tuple[Callable[[Any], None], list, int]:
+def attnviz_pipeline(
+    model: str, data: Path, batch_size: int, methods: str
+) -> tuple[Callable[[Any], None], list[list[Any]], int]:
     """attnviz's per-batch capture+analysis, as ``render`` runs it, minus the writing.
 
     Returns:
@@ -335,8 +344,9 @@ def short_inprocess(args: argparse.Namespace, model: str, data: Path, texts: lis
 
 def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: Path) -> dict[str, Any]:
     """Fallback: whole ``attnviz render`` processes against whole bare processes (import, load, run)."""
-    bare_command = [sys.executable, str(Path(__file__).resolve()), "_bare-short", "--model", model]
-    bare_command += ["--data", str(data), "--batch-size", str(args.batch_size)]
+    bare_command = self_command(
+        "_bare-short", "--model", model, "--data", str(data), "--batch-size", str(args.batch_size)
+    )
 
     def attnviz_command(run: int) -> list[str]:
         out = workdir / f"render-{run}"
@@ -356,7 +366,7 @@ def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: 
             runs["attnviz"].append(captured)
             inner.append(last_json(bare.stdout)["seconds"])
             timings.append(summary_timing(workdir / f"render-{run}"))
-    model = [float(t["model_seconds"]) for t in timings if "model_seconds" in t]
+    model_seconds = [float(t["model_seconds"]) for t in timings if "model_seconds" in t]
     return {
         "route": "subprocess",
         "bare_seconds": [m.seconds for m in runs["bare"]],
@@ -369,7 +379,7 @@ def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: 
             "whole processes: (a) import + load (SDPA) + tokenise/forward/backward every batch; "
             "(b) `attnviz render --format json` (import, load, capture, analyses, JSON writing).",
             f"bare compute only (median): {statistics.median(inner):.3f} s; attnviz's model_seconds "
-            f"(summary.json, median): {fmt(statistics.median(model) if model else None, 3)} s.",
+            f"(summary.json, median): {fmt(statistics.median(model_seconds) if model_seconds else None, 3)} s.",
         ],
     }
 
@@ -539,19 +549,8 @@ def cmd_long(args: argparse.Namespace) -> None:
         for length in args.lengths:
             text, tokens = text_of_length(tokenizer, length, args.seed)
             data = write_jsonl(workdir / f"long-{length}.jsonl", [text], prefix=f"long{length}-")
-            bare = run_measured(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "_bare-long",
-                    "--model",
-                    str(model),
-                    "--data",
-                    str(data),
-                ],
-                args.timeout,
-                workdir,
-            )
+            bare_command = self_command("_bare-long", "--model", str(model), "--data", str(data))
+            bare = run_measured(bare_command, args.timeout, workdir)
             out = workdir / f"render-{length}"
             extra = ("--max-length", str(length + args.slack), "--max-new-tokens", str(args.new_tokens))
             captured = run_measured(render_command(data, str(model), out, methods, *extra), args.timeout, workdir)
@@ -572,7 +571,7 @@ def cmd_long(args: argparse.Namespace) -> None:
             cells = [str(length)]
             for measured in (bare, captured):
                 cells += (
-                    [fmt(measured.seconds), fmt(measured.peak_rss_mib, 0)] if measured.ok else [measured.outcome()] * 2
+                    [fmt(measured.seconds), fmt(measured.peak_rss_mib, 0)] if measured.ok else [measured.outcome(), "–"]
                 )
             cells += [fmt(row["rss_ratio"], 2, "×"), fmt(inner.get("forward_seconds"), 3)]
             cells += [fmt(timing.get("model_seconds"), 3)]
@@ -582,7 +581,8 @@ def cmd_long(args: argparse.Namespace) -> None:
         "bare: one SDPA forward of the prompt under torch.inference_mode. attnviz: `render --format json`, "
         f"generating {args.new_tokens} tokens and capturing prompt + continuation "
         f"(--max-length length + {args.slack}).",
-        "bare forward (s): the forward alone, timed inside the child; attnviz model (s): summary.json's model_seconds.",
+        "bare forward (s): the forward alone, timed inside the child; attnviz model (s): summary.json's "
+        "model_seconds (generation, forward, backward, copying attention out; not the analyses).",
     ]
     print_notes(notes)
     document = {
@@ -657,14 +657,18 @@ def cmd_scale(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    def common(timeout: float) -> argparse.ArgumentParser:
+        # A new parent per subcommand: parents share their option objects, so one default would leak into all.
+        options = argparse.ArgumentParser(add_help=False)
+        options.add_argument("--json", type=Path, help="also write the results to this JSON file")
+        options.add_argument("--timeout", type=float, default=timeout, help="seconds allowed per child process")
+        options.add_argument("--seed", type=int, default=0, help="seed of the generated texts and of the random model")
+        return options
+
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", type=Path, help="also write the results to this JSON file")
-    common.add_argument("--timeout", type=float, default=600.0, help="seconds allowed per child process")
-    common.add_argument("--seed", type=int, default=0, help="seed of the generated texts and of the random model")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{short,long,scale}")
 
-    short = sub.add_parser("short", parents=[common], help="capture+analyses vs bare SDPA forward+backward")
+    short = sub.add_parser("short", parents=[common(600.0)], help="capture+analyses vs bare SDPA forward+backward")
     short.add_argument("--model", help="hub id or folder (default: demo-sentiment if installed, else a tiny BERT)")
     short.add_argument("--examples", type=int, default=200)
     short.add_argument("--batch-size", type=int, default=8)
@@ -679,7 +683,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     short.set_defaults(run=cmd_short)
 
-    long = sub.add_parser("long", parents=[common], help="time and peak RSS vs sequence length (random Llama)")
+    long = sub.add_parser("long", parents=[common(600.0)], help="time and peak RSS vs sequence length (random Llama)")
     long.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     long.add_argument("--methods", default=CAPTURE_METHODS)
     long.add_argument("--all-methods", action="store_true", help="use the CLI's default methods instead")
@@ -687,7 +691,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     long.add_argument("--slack", type=int, default=64, help="--max-length is length + slack (room to generate)")
     long.set_defaults(run=cmd_long)
 
-    scale = sub.add_parser("scale", parents=[common], help="peak RSS of render on few vs many examples")
+    scale = sub.add_parser("scale", parents=[common(1800.0)], help="peak RSS of render on few vs many examples")
     scale.add_argument("--model", help="hub id or folder (default: a tiny BERT)")
     scale.add_argument("--sizes", type=int, nargs="+", default=[100, 10_000])
     scale.add_argument("--methods", default=SCALE_METHODS)

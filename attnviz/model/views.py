@@ -226,3 +226,15 @@ def _row_normalize(matrices: np.ndarray) -> np.ndarray:
     """Scale each row (last axis) to sum to 1; rows of zeros stay zero."""
     sums = matrices.sum(axis=-1, keepdims=True)
     return np.divide(matrices, sums, out=np.zeros_like(matrices), where=sums > 0)
+
+
+def views_from_arrays(request: ViewRequest, probs: np.ndarray, grads: np.ndarray | None = None) -> AttentionViews:
+    """The views of a whole (L, H, q, k) attention array (and its gradient) already in memory, one block a layer.
+
+    For attention that comes from elsewhere (a saved ``.npz``, a hand-made example); capture itself feeds
+    row blocks so that no such array is needed.
+    """
+    builder = ViewBuilder(request)
+    for layer in range(probs.shape[0]):
+        builder.add(layer, 0, probs[layer].astype(np.float32), None if grads is None else grads[layer])
+    return builder.build()

@@ -1,0 +1,42 @@
+"""Helpers for tests that build captures by hand or ask capture for every view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from attnviz.model.views import ViewRequest, views_from_arrays
+from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, ROWS, STATS, AttentionViews, Needs, TokenSeq
+
+#: Every view capture can build (gradients and value norms included).
+EVERY_VIEW = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL}), value_norms=True)
+#: Every view that needs no backward pass.
+FORWARD_VIEWS = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, NORM_ROWS, FULL}), value_norms=True)
+
+
+def views(
+    kind: str,
+    weights: np.ndarray,
+    seq: TokenSeq,
+    *,
+    query: str = "input",
+    key: str = "input",
+    causal: bool = False,
+    explained: np.ndarray | None = None,
+    grads: np.ndarray | None = None,
+    value_norms: np.ndarray | None = None,
+) -> AttentionViews:
+    """Every view of a hand-made (L, H, q, k) attention array over the key sequence ``seq``."""
+    needs = EVERY_VIEW if grads is not None else FORWARD_VIEWS
+    request = ViewRequest(
+        kind=kind,
+        query=query,
+        key=key,
+        causal=causal,
+        shape=tuple(int(d) for d in weights.shape),  # type: ignore[arg-type]
+        needs=needs,
+        special=seq.special_mask,
+        segments=np.asarray(seq.segments),
+        explained=explained,
+        value_norms=value_norms,
+    )
+    return views_from_arrays(request, weights, grads)

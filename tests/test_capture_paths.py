@@ -1,0 +1,152 @@
+"""The two capture paths against each other and against the numbers of the full-tensor capture they replaced.
+
+``fixtures/golden/eager_scores.npz`` holds every method's scores, head metrics and the full attention of
+every tiny family, written by ``fixtures/golden/make_golden.py`` with the capture that kept the whole
+(L, H, q, k) tensor (commit 934dc64). The views, built from row blocks, must give the same numbers: to
+1e-6 on the eager path, and to 1e-5 on the fast path (SDPA's forward differs from eager's in the last
+float32 bits, which later layers carry on).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_models import FAMILIES
+
+from attnviz.analysis.pipeline import analyze, combined_needs
+from attnviz.config import GenerationOptions, ModelOptions
+from attnviz.model.capture import capture_batch
+from attnviz.model.loading import load_model
+from attnviz.model.views import CHUNK_ELEMENTS
+from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, ROWS, STATS, Example, Needs
+
+GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "eager_scores.npz"
+TEXTS = ["the movie was brilliant and the acting was great", "boring plot"]
+QUESTIONS = [("who played", "the actor played a brilliant role in the movie"), ("what was cheap", "the price was cheap")]
+METHODS = ["attention", "rollout", "relevancy", "norms", "heads", "flow"]
+EVERY_VIEW = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL}), value_norms=True)
+CASES = [(family, "right") for family in FAMILIES] + [("llama-lm", "left")]
+
+
+def _examples(task: str) -> list[Example]:
+    if task == "qa":
+        return [
+            Example(id=f"e{i}", source="x", fields={"question": q, "context": c}, index=i)
+            for i, (q, c) in enumerate(QUESTIONS)
+        ]
+    field = "source" if task == "seq2seq" else "text"
+    return [Example(id=f"e{i}", source="x", fields={field: t}, index=i) for i, t in enumerate(TEXTS)]
+
+
+def _load(tiny_path: Callable[..., Path], family: str, side: str, path: str):
+    return load_model(ModelOptions(name=str(tiny_path(family, side)), capture=path))
+
+
+def _capture(loaded, needs: Needs):
+    return capture_batch(
+        loaded, _examples(loaded.task), max_length=64, needs=needs, generation=GenerationOptions(max_new_tokens=4)
+    )
+
+
+def _numbers(loaded) -> dict[str, np.ndarray]:
+    """Everything the golden file holds, keyed the same way, from one batched capture and analysis."""
+    out: dict[str, np.ndarray] = {}
+    for cap in _capture(loaded, combined_needs(METHODS, Needs(attention=frozenset({FULL})))):
+        report = analyze(cap, METHODS, index=cap.example.index)
+        key = cap.example.id
+        out.update({f"{key}/scores/{ts.method}": ts.values for ts in report.token_scores})
+        out.update({f"{key}/metric/{m.attention}/{m.name}": m.values for m in report.head_metrics})
+        out.update({f"{key}/scalar/{k}": np.asarray(v) for k, v in report.scalars.items()})
+        out.update({f"{key}/full/{kind}": att.view(FULL) for kind, att in cap.attentions.items()})
+    return out
+
+
+@pytest.mark.parametrize("path, tolerance", [("eager", 1e-6), ("fast", 1e-5)])
+@pytest.mark.parametrize("family, side", CASES)
+def test_every_method_gives_the_full_tensor_numbers(
+    tiny_path: Callable[..., Path], family: str, side: str, path: str, tolerance: float
+) -> None:
+    loaded = _load(tiny_path, family, side, path)
+    assert loaded.capture == path
+    golden = np.load(GOLDEN)
+    prefix = f"{family}-{side}/"
+    want = {k.removeprefix(prefix): golden[k] for k in golden.files if k.startswith(prefix)}
+    got = _numbers(loaded)
+    assert set(got) == set(want)
+    for key, expected in want.items():
+        np.testing.assert_allclose(got[key], expected, atol=tolerance, rtol=0, err_msg=f"{family}-{side} {key}")
+
+
+@pytest.mark.parametrize("family, side", CASES)
+def test_fast_views_equal_eager_views(tiny_path: Callable[..., Path], family: str, side: str) -> None:
+    eager = _capture(_load(tiny_path, family, side, "eager"), EVERY_VIEW)
+    fast = _capture(_load(tiny_path, family, side, "fast"), EVERY_VIEW)
+    for slow_cap, fast_cap in zip(eager, fast, strict=True):
+        assert (slow_cap.capture_path, fast_cap.capture_path) == ("eager", "fast")
+        assert slow_cap.attentions.keys() == fast_cap.attentions.keys()
+        for kind, reference in slow_cap.attentions.items():
+            views = fast_cap.attentions[kind]
+            assert views.shape == reference.shape
+            for name in ("rows", "head_mean", "grad_mean", "norm_rows", "full", "full_grads", "value_norms"):
+                a, b = getattr(reference, name), getattr(views, name)
+                assert (a is None) == (b is None), f"{kind}.{name}"
+                if a is not None:
+                    # Probabilities to 1e-5 absolute; raw gradients and norms (not bounded by 1) relative too.
+                    rtol = 1e-5 if name in ("full_grads", "value_norms") else 0
+                    np.testing.assert_allclose(b, a, atol=1e-5, rtol=rtol, err_msg=f"{family} {kind}.{name}")
+            assert reference.stats.keys() == views.stats.keys()
+            for name, values in reference.stats.items():
+                np.testing.assert_allclose(views.stats[name], values, atol=1e-5, rtol=0, err_msg=f"{kind} {name}")
+
+
+def test_row_blocks_give_the_same_views_as_one_block(
+    tiny_path: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Views accumulated over many small row blocks (as for long inputs) equal the one-block result."""
+    loaded = _load(tiny_path, "llama-lm", "left", "fast")
+    whole = _capture(loaded, EVERY_VIEW)
+    monkeypatch.setattr("attnviz.model.views.CHUNK_ELEMENTS", 4 * 16)  # 4 heads × 16 keys: one row per block
+    assert CHUNK_ELEMENTS > 64
+    pieces = _capture(loaded, EVERY_VIEW)
+    for one, many in zip(whole, pieces, strict=True):
+        for kind, views in one.attentions.items():
+            other = many.attentions[kind]
+            for name in ("rows", "head_mean", "grad_mean", "norm_rows", "full"):
+                np.testing.assert_allclose(getattr(other, name), getattr(views, name), atol=1e-6, rtol=0)
+            for name, values in views.stats.items():
+                np.testing.assert_allclose(other.stats[name], values, atol=1e-6, rtol=0)
+
+
+def test_capture_computes_only_what_is_asked(tiny_loaded: Callable[..., object]) -> None:
+    loaded = tiny_loaded("bert-classifier")
+    (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=Needs(attention=frozenset({ROWS})))
+    views = cap.attentions["self"]
+    assert views.rows is not None and views.rows.shape[:3] == (2, 4, 1)
+    assert views.head_mean is views.full is views.grad_mean is views.norm_rows is views.value_norms is None
+    assert views.stats == {}
+    with pytest.raises(ValueError, match="no 'full' view"):
+        views.view(FULL)
+
+
+def test_full_matrices_are_left_out_over_their_length_limit(tiny_loaded: Callable[..., object]) -> None:
+    loaded = tiny_loaded("bert-classifier")
+    needs = Needs(attention=frozenset({FULL, HEAD_MEAN}), full_max_tokens=5)
+    (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=needs)
+    views = cap.attentions["self"]
+    assert views.full is None and views.head_mean is not None
+    with pytest.raises(ValueError, match="over the limit of 5"):
+        views.view(FULL)
+
+
+def test_needs_union_and_validation() -> None:
+    grids = Needs(attention=frozenset({FULL}), full_max_tokens=64)
+    tensors = Needs(attention=frozenset({FULL}))
+    assert grids.union(Needs(attention=frozenset({ROWS}))).full_max_tokens == 64
+    assert grids.union(tensors).full_max_tokens is None
+    assert Needs(attention=frozenset({NORM_ROWS})).union(Needs()).value_norms
+    assert Needs(attention=frozenset({GRAD_MEAN})).gradients and not grids.gradients
+    with pytest.raises(ValueError, match="valid: rows, head_mean"):
+        Needs(attention=frozenset({"everything"}))
