@@ -127,6 +127,7 @@ def run_info(
         "task": loaded.task,
         "device": loaded.device,
         "dtype": loaded.dtype,
+        "capture": loaded.capture,
         "attnviz_version": found["attnviz"],
         "versions": found,
         "inputs": [arg if arg == "-" or Path(arg).is_file() else "<text>" for arg in inputs],

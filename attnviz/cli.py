@@ -89,6 +89,13 @@ ModelOpt = Annotated[
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision: branch, tag or commit.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda or mps.")]
 DTypeOpt = Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")]
+CaptureOpt = Annotated[
+    str,
+    typer.Option(
+        help="fast (SDPA forward; attention recomputed from q and k in row blocks), eager (the reference: "
+        "the model's own attention tensors) or auto (fast where the architecture is covered, else eager)."
+    ),
+]
 TrustOpt = Annotated[
     bool, typer.Option("--trust-remote-code", help="Allow code from the model repository (off by default).")
 ]
@@ -122,10 +129,19 @@ def _finish(out: Path, mins: list[str] | None, maxs: list[str] | None, single_fi
 
 
 def _model_options(
-    model: str | None, revision: str | None, device: str, dtype: str, trust: bool, task: str | None
+    model: str | None,
+    revision: str | None,
+    device: str,
+    dtype: str,
+    trust: bool,
+    task: str | None,
+    capture: str = "auto",
 ) -> Any:
-    from attnviz.config import ModelOptions
+    from typing import get_args
 
+    from attnviz.config import CapturePath, ModelOptions
+
+    _choice(capture, get_args(CapturePath), "--capture")
     _choice(device, ("auto", "cpu", "cuda", "mps"), "--device")
     _choice(dtype, ("auto", "float32", "float16", "bfloat16"), "--dtype")
     if task is not None:
@@ -139,6 +155,7 @@ def _model_options(
         dtype=dtype,  # type: ignore[arg-type]
         trust_remote_code=trust,
         task=task,
+        capture=capture,  # type: ignore[arg-type]
     )
 
 
@@ -156,6 +173,7 @@ def render(
     dtype: DTypeOpt = "auto",
     trust_remote_code: TrustOpt = False,
     task: TaskOpt = None,
+    capture: CaptureOpt = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("attnviz-report"),
     max_length: Annotated[
         int | None,
@@ -218,7 +236,7 @@ def render(
         from attnviz.output.terminal import print_summary, progress_bar
 
         options = RenderOptions(
-            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
             out_dir=out,
             max_length=max_length,
             batch_size=batch_size,
@@ -255,6 +273,7 @@ def show(
     dtype: DTypeOpt = "auto",
     trust_remote_code: TrustOpt = False,
     task: TaskOpt = None,
+    capture: CaptureOpt = "auto",
     method: Annotated[
         list[str] | None, typer.Option("--method", help="Analyses (default: attention, rollout, relevancy, heads).")
     ] = None,
@@ -268,7 +287,7 @@ def show(
         from attnviz.output.terminal import print_example
 
         options = RenderOptions(
-            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
             methods=_split(method) or ("attention", "rollout", "relevancy", "heads"),
         )
         print_example(out_console, explain_text(text, options))
@@ -289,6 +308,7 @@ def compare(
     dtype: DTypeOpt = "auto",
     trust_remote_code: TrustOpt = False,
     task: TaskOpt = None,
+    capture: CaptureOpt = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Comparison folder (a/ and b/ hold both reports).")] = Path(
         "attnviz-compare"
     ),
@@ -312,7 +332,7 @@ def compare(
         from attnviz.output.compare import compare_models
 
         options_a = RenderOptions(
-            model=_model_options(model, revision, device, dtype, trust_remote_code, task),
+            model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
             max_length=max_length,
             batch_size=batch_size,
             methods=_split(method) or DEFAULT_METHODS,
@@ -320,7 +340,7 @@ def compare(
             on_error=on_error,  # type: ignore[arg-type]
         )
         options_b = replace(
-            options_a, model=_model_options(against, against_revision, device, dtype, trust_remote_code, task)
+            options_a, model=_model_options(against, against_revision, device, dtype, trust_remote_code, task, capture)
         )
         document = compare_models(inputs, options_a, options_b, out, stdin=sys.stdin.buffer)
         metrics = document["dataset"]["metrics"]

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -141,16 +142,35 @@ class Measured:
         return f"failed (exit {self.returncode}: {self.error})"
 
 
-def run_measured(command: Sequence[str], timeout: float, cwd: Path) -> Measured:
+def physical_memory_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def run_measured(command: Sequence[str], timeout: float, cwd: Path, memory_limit_gib: float = 0.0) -> Measured:
     """Run ``command`` and read its own peak RSS from ``os.wait4``.
 
     ``RUSAGE_CHILDREN`` would give the largest peak of *all* children so far, so each child is reaped
     with ``wait4``, which returns that one process's usage. Output goes to files, not pipes, so a chatty
-    child never blocks while we poll.
+    child never blocks while we poll. ``memory_limit_gib`` caps the child's address space: past it an
+    allocation fails inside the child (reported as a failure) instead of the kernel's OOM killer picking
+    a victim on a shared machine.
     """
+
+    def limit_memory() -> None:
+        limit = int(memory_limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=child_env(),
+            stdout=out,
+            stderr=err,
+            text=True,
+            preexec_fn=limit_memory if memory_limit_gib > 0 else None,
+        )
         timed_out = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -356,8 +376,8 @@ def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: 
     timings: list[dict[str, Any]] = []
     inner: list[float] = []
     for run in range(args.repeats + 1):  # run 0 warms the file cache and is not counted
-        bare = run_measured(bare_command, args.timeout, workdir)
-        captured = run_measured(attnviz_command(run), args.timeout, workdir)
+        bare = run_measured(bare_command, args.timeout, workdir, args.memory_limit_gib)
+        captured = run_measured(attnviz_command(run), args.timeout, workdir, args.memory_limit_gib)
         for name, measured in (("bare", bare), ("attnviz", captured)):
             if not measured.ok:
                 raise SystemExit(f"bench_capture short: the {name} process {measured.outcome()}")
@@ -508,8 +528,6 @@ def text_of_length(tokenizer: Any, tokens: int, seed: int) -> tuple[str, int]:
 
 def bare_long_child(args: argparse.Namespace) -> None:
     """Child of ``long``: one bare SDPA forward over the whole text under inference_mode; print time and RSS."""
-    import resource
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -550,10 +568,12 @@ def cmd_long(args: argparse.Namespace) -> None:
             text, tokens = text_of_length(tokenizer, length, args.seed)
             data = write_jsonl(workdir / f"long-{length}.jsonl", [text], prefix=f"long{length}-")
             bare_command = self_command("_bare-long", "--model", str(model), "--data", str(data))
-            bare = run_measured(bare_command, args.timeout, workdir)
+            bare = run_measured(bare_command, args.timeout, workdir, args.memory_limit_gib)
             out = workdir / f"render-{length}"
             extra = ("--max-length", str(length + args.slack), "--max-new-tokens", str(args.new_tokens))
-            captured = run_measured(render_command(data, str(model), out, methods, *extra), args.timeout, workdir)
+            captured = run_measured(
+                render_command(data, str(model), out, methods, *extra), args.timeout, workdir, args.memory_limit_gib
+            )
             inner = last_json(bare.stdout) if bare.ok else {}
             summary = read_summary(out) if captured.ok else {}
             timing = dict(summary.get("timing") or {})
@@ -614,12 +634,10 @@ def cmd_scale(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         for size in args.sizes:
             data = write_jsonl(workdir / f"scale-{size}.jsonl", review_texts(size, args.seed))
-            runs = [
-                run_measured(
-                    render_command(data, model, workdir / f"render-{size}-{r}", args.methods), args.timeout, workdir
-                )
-                for r in range(args.repeats)
+            commands = [
+                render_command(data, model, workdir / f"render-{size}-{r}", args.methods) for r in range(args.repeats)
             ]
+            runs = [run_measured(command, args.timeout, workdir, args.memory_limit_gib) for command in commands]
             done = [m for m in runs if m.ok]
             seconds = statistics.median(m.seconds for m in done) if done else None
             rss = statistics.median(m.peak_rss_mib for m in done) if done else None
@@ -663,6 +681,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         options.add_argument("--json", type=Path, help="also write the results to this JSON file")
         options.add_argument("--timeout", type=float, default=timeout, help="seconds allowed per child process")
         options.add_argument("--seed", type=int, default=0, help="seed of the generated texts and of the random model")
+        options.add_argument(
+            "--memory-limit-gib",
+            type=float,
+            default=round(0.8 * physical_memory_gib(), 1),
+            help="address-space cap per child process, so a runaway run fails alone (0: none; default: 80%% of RAM)",
+        )
         return options
 
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])

@@ -8,19 +8,18 @@ import numpy as np
 import pytest
 
 from attnviz.analysis import AnalysisContext, get_analysis, list_analyses
-from attnviz.analysis.heads import mass_on, normalized_entropy
+from capture_helpers import views
+
 from attnviz.errors import UnknownNameError
-from attnviz.types import AttentionMap, Capture, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.types import AttentionViews, Capture, Example, ExplainedRows, Prediction, TokenSeq
 
 
-def make_capture(
-    weights: np.ndarray, special: tuple[bool, ...], explained: np.ndarray, causal: bool = False
-) -> Capture:
-    n = weights.shape[-1]
+def make_seq(special: tuple[bool, ...]) -> TokenSeq:
+    n = len(special)
     word_ids: list[int | None] = []
     for s in special:
         word_ids.append(None if s else sum(1 for w in word_ids if w is not None))
-    seq = TokenSeq(
+    return TokenSeq(
         tokens=tuple(f"t{i}" for i in range(n)),
         pieces=tuple(f"t{i}" for i in range(n)),
         special=special,
@@ -28,11 +27,24 @@ def make_capture(
         words=tuple(f"t{i}" for i, s in enumerate(special) if not s),
         segments=(0,) * n,
     )
+
+
+def hand_views(weights: np.ndarray, special: tuple[bool, ...] | None = None, causal: bool = False) -> AttentionViews:
+    """Every view of a hand-made (L, H, n, n) attention array (no special tokens unless given)."""
+    n = weights.shape[-1]
+    seq = make_seq(special if special is not None else (False,) * n)
+    return views("self", weights.astype(np.float32), seq, causal=causal, explained=np.eye(n)[:1])
+
+
+def make_capture(
+    weights: np.ndarray, special: tuple[bool, ...], explained: np.ndarray, causal: bool = False
+) -> Capture:
+    seq = make_seq(special)
     return Capture(
         example=Example(id="x", source="t:1", fields={"text": "x"}),
         task="classify",
         sequences={"input": seq},
-        attentions={"self": AttentionMap("self", weights.astype(np.float32), "input", "input", causal=causal)},
+        attentions={"self": views("self", weights.astype(np.float32), seq, causal=causal, explained=explained)},
         explained=ExplainedRows(tuple(f"row {i}" for i in range(len(explained))), explained, "self"),
         prediction=Prediction(text="x"),
     )
@@ -42,31 +54,31 @@ def test_uniform_rows_have_entropy_one_and_one_hot_zero() -> None:
     n = 5
     uniform = np.full((1, 1, n, n), 1.0 / n)
     one_hot = np.tile(np.eye(n), (1, 1, 1, 1))
-    assert normalized_entropy(uniform)[0, 0] == pytest.approx(1.0)
-    assert normalized_entropy(one_hot)[0, 0] == pytest.approx(0.0)
+    assert hand_views(uniform).stats["entropy"][0, 0] == pytest.approx(1.0)
+    assert hand_views(one_hot).stats["entropy"][0, 0] == pytest.approx(0.0)
 
 
 def test_causal_rows_normalise_by_visible_keys() -> None:
     n = 4
     causal_uniform = np.tril(np.ones((n, n)))
     causal_uniform /= causal_uniform.sum(axis=1, keepdims=True)
-    assert normalized_entropy(causal_uniform[None, None], causal=True)[0, 0] == pytest.approx(1.0)
+    assert hand_views(causal_uniform[None, None], causal=True).stats["entropy"][0, 0] == pytest.approx(1.0)
     # without the causal flag, early rows look focused: ln(i+1)/ln(n) averaged over rows 0..3
     expected = np.mean([math.log(i + 1) / math.log(n) for i in range(n)])
-    assert normalized_entropy(causal_uniform[None, None])[0, 0] == pytest.approx(expected)
+    assert hand_views(causal_uniform[None, None]).stats["entropy"][0, 0] == pytest.approx(expected)
 
 
 def test_hand_computed_entropy() -> None:
     row = np.array([0.5, 0.25, 0.25])
     expected = -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)) / math.log(3)
     weights = np.tile(row, (1, 1, 3, 1))
-    assert normalized_entropy(weights)[0, 0] == pytest.approx(expected)
+    assert hand_views(weights).stats["entropy"][0, 0] == pytest.approx(expected)
 
 
 def test_special_share_is_mean_row_mass_on_special_columns() -> None:
     weights = np.array([[[[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.4, 0.4, 0.2]]]])
-    special = np.array([True, False, True])
-    assert mass_on(weights, special)[0, 0] == pytest.approx(np.mean([0.8, 0.9, 0.6]))
+    special = (True, False, True)
+    assert hand_views(weights, special).stats["special_share"][0, 0] == pytest.approx(np.mean([0.8, 0.9, 0.6]))
 
 
 def test_heads_analysis_reports_both_metrics_per_kind() -> None:

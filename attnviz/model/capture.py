@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.errors import ModelError
+from attnviz.errors import ModelError, UsageError
 from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
 from attnviz.model.tasks.base import expected_layers, token_seq
@@ -22,11 +22,9 @@ from attnviz.types import Capture, Example, Needs
 DEFAULT_MAX_LENGTH = 512
 
 
-def resolve_max_length(loaded: LoadedModel, requested: int | None) -> int:
-    """``--max-length``, or the smallest of the tokenizer's and the model's limits and 512."""
-    if requested is not None:
-        return requested
-    limits = [DEFAULT_MAX_LENGTH]
+def model_max_tokens(loaded: LoadedModel) -> int | None:
+    """The most tokens the model takes: its position embeddings and the tokenizer's stated limit."""
+    limits = []
     tok_limit = getattr(loaded.tokenizer, "model_max_length", None)
     if isinstance(tok_limit, int) and tok_limit < 10**6:
         limits.append(tok_limit)
@@ -34,7 +32,24 @@ def resolve_max_length(loaded: LoadedModel, requested: int | None) -> int:
         value = getattr(loaded.model.config, attr, None)
         if isinstance(value, int):
             limits.append(value)
-    return min(limits)
+    return min(limits) if limits else None
+
+
+def resolve_max_length(loaded: LoadedModel, requested: int | None) -> int:
+    """``--max-length`` (at most the model's limit), or the model's limit capped at ``DEFAULT_MAX_LENGTH``.
+
+    Raises:
+        UsageError: ``--max-length`` is more than the model takes.
+    """
+    limit = model_max_tokens(loaded)
+    if requested is None:
+        return min(DEFAULT_MAX_LENGTH, limit) if limit is not None else DEFAULT_MAX_LENGTH
+    if limit is not None and requested > limit:
+        raise UsageError(
+            f"--max-length {requested} is more than model '{loaded.name}' takes ({limit} tokens); "
+            f"use --max-length {limit} or less (longer inputs are cut there, and the report says so)"
+        )
+    return requested
 
 
 def capture_batch(

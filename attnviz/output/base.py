@@ -9,14 +9,23 @@ from typing import Any, Protocol
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.summary import RunDocument
 from attnviz.registry import Registry
-from attnviz.types import FULL, HEAD_MEAN, Needs
+from attnviz.types import FULL, HEAD_MEAN, AttentionViews, Needs
 
 #: Every head's full matrix is captured, drawn and embedded for inputs up to this many tokens; longer
 #: inputs show head means per layer and per-head statistics (the full matrices grow as n²).
 HEAD_GRID_MAX_TOKENS = 64
 
+#: Heatmaps (the page's table and the mean PNG) are drawn for inputs up to this many tokens; past it a cell is
+#: too small to read and the page would hold n² numbers.
+HEATMAP_MAX_TOKENS = 256
+
 #: What pages and figures read from capture: the head mean of every layer, every head where short enough.
 DRAWN_VIEWS = Needs(attention=frozenset({HEAD_MEAN, FULL}), full_max_tokens=HEAD_GRID_MAX_TOKENS)
+
+
+def drawable(att: AttentionViews) -> bool:
+    """Whether an attention kind is short enough for heatmaps."""
+    return max(att.shape[2:]) <= HEATMAP_MAX_TOKENS
 
 
 class Renderer(Protocol):

@@ -12,10 +12,17 @@ import numpy as np
 
 from attnviz.analysis import TokenScores
 from attnviz.analysis.pipeline import ExampleReport
-from attnviz.output.base import DRAWN_VIEWS, register_renderer, write_text
+from attnviz.output.base import (
+    DRAWN_VIEWS,
+    HEAD_GRID_MAX_TOKENS,
+    HEATMAP_MAX_TOKENS,
+    drawable,
+    register_renderer,
+    write_text,
+)
 from attnviz.output.colors import PALETTE, hex_colour, normalize, text_colour
 from attnviz.output.summary import RunDocument
-from attnviz.types import HEAD_MEAN, AttentionViews, TokenSeq
+from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
 # Above this many numbers the page embeds only head means (the full tensor would bloat the page).
 MAX_EMBEDDED_WEIGHTS = 250_000
@@ -234,6 +241,21 @@ def heatmap_table(att: AttentionViews, layer: int, rows: TokenSeq, cols: TokenSe
     }
 
 
+def view_limits(att: AttentionViews) -> list[str]:
+    """Plain sentences for what the page leaves out of a long input, and why."""
+    notes = []
+    if not drawable(att):
+        notes.append(
+            f"The heatmap is drawn for inputs up to {HEATMAP_MAX_TOKENS} tokens; this one has {max(att.shape[2:])}. "
+            "The token scores and the per-head tables above cover every token."
+        )
+    if FULL in att.omitted:
+        notes.append(
+            f"Every head's own matrix is drawn for inputs up to {HEAD_GRID_MAX_TOKENS} tokens: {att.omitted[FULL]}."
+        )
+    return notes
+
+
 def attention_payload(att: AttentionViews) -> dict[str, Any]:
     """Numbers the script needs to redraw the heatmap: every head when small enough, else head means."""
     full = att.full is not None and att.full.size <= MAX_EMBEDDED_WEIGHTS
@@ -287,8 +309,9 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
                 "query": att.query,
                 "key": att.key,
                 "causal": att.causal,
-                "table": heatmap_table(att, att.num_layers - 1, rows, cols),
-                "payload": attention_payload(att),
+                "table": heatmap_table(att, att.num_layers - 1, rows, cols) if drawable(att) else None,
+                "payload": attention_payload(att) if drawable(att) else None,
+                "limits": view_limits(att),
                 "grids": grids,
                 "metrics": metric_tables(report, att.kind),
                 "metric_pngs": metric_pngs,

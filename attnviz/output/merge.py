@@ -18,7 +18,7 @@ from attnviz.output.aggregate import DatasetAggregate
 from attnviz.output.summary import RunDocument, run_header
 
 # Run fields that must agree across shards (the shard itself and timing may differ).
-SHARED_RUN_FIELDS = ("model", "revision", "task", "dtype", "inputs", "versions")
+SHARED_RUN_FIELDS = ("model", "revision", "task", "dtype", "capture", "inputs", "versions")
 
 
 def merge_reports(

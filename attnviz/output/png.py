@@ -13,7 +13,7 @@ import numpy as np
 
 from attnviz.analysis import HeadMetric
 from attnviz.analysis.pipeline import ExampleReport
-from attnviz.output.base import DRAWN_VIEWS, example_dir, register_renderer
+from attnviz.output.base import DRAWN_VIEWS, drawable, example_dir, register_renderer
 from attnviz.output.colors import matplotlib_cmap
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
@@ -234,7 +234,7 @@ def draw_example(report: ExampleReport, groups: frozenset[str] = FIGURE_GROUPS) 
         for layer in range(att.num_layers if "heads" in groups and att.full is not None else 0):
             figures[figure_name("heads", att.kind, f"layer{layer + 1}")] = head_grid(att, layer, rows, cols)
         last = att.num_layers - 1
-        if "mean" in groups:
+        if "mean" in groups and drawable(att):
             figures[figure_name("mean", att.kind)] = heatmap(
                 att.view(HEAD_MEAN)[last], rows, cols, f"{att.kind} attention, layer {last + 1}, mean of heads"
             )

@@ -85,6 +85,13 @@ def test_normalize_residual_rejects_negative_excess():
         normalize_residual(np.ones((2, 3)))
 
 
+def cams(
+    enc_a: np.ndarray, enc_g: np.ndarray, dec_a: np.ndarray, dec_g: np.ndarray, x_a: np.ndarray, x_g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rule-5 maps (:func:`gradient_weighted`) of the encoder, decoder and cross streams."""
+    return gradient_weighted(enc_a, enc_g), gradient_weighted(dec_a, dec_g), gradient_weighted(x_a, x_g)
+
+
 def reference_encoder_decoder(enc_a, enc_g, dec_a, dec_g, x_a, x_g):
     """The ICCV-2021 rules written out independently, with explicit products."""
 
@@ -126,7 +133,7 @@ def test_encoder_decoder_matches_independent_reference():
     x_a = random_attention(rng, (2, heads, n_t, n_s))
     # Mostly positive gradients so no row of R - I is zero (the reference has no guard).
     enc_g, dec_g, x_g = (rng.normal(0.5, 1.0, size=a.shape) for a in (enc_a, dec_a, x_a))
-    r_dd, r_de = encoder_decoder_relevancy(enc_a, enc_g, dec_a, dec_g, x_a, x_g)
+    r_dd, r_de = encoder_decoder_relevancy(*cams(enc_a, enc_g, dec_a, dec_g, x_a, x_g))
     ref_dd, ref_de = reference_encoder_decoder(enc_a, enc_g, dec_a, dec_g, x_a, x_g)
     assert r_dd.shape == (n_t, n_t) and r_de.shape == (n_t, n_s)
     np.testing.assert_allclose(r_dd, ref_dd, rtol=0, atol=1e-9)
@@ -149,7 +156,7 @@ def test_one_layer_encoder_decoder_by_hand():
     # R̄_ddᵀ = [[2,.5],[0,1.5]] -> R_de = [[2·1.5+.5·1.5, 2·.5+.5·2.5], [1.5·1.5, 1.5·2.5]]
     #                               = [[3.75, 2.25], [2.25, 3.75]].
     # (Without the transpose it would be [[3, 1], [3, 4]].)
-    r_dd, r_de = encoder_decoder_relevancy(enc_a, enc_g, dec_a, dec_g, x_a, x_g)
+    r_dd, r_de = encoder_decoder_relevancy(*cams(enc_a, enc_g, dec_a, dec_g, x_a, x_g))
     np.testing.assert_allclose(r_dd, [[2.0, 0.0], [1.0, 2.0]], atol=1e-12)
     np.testing.assert_allclose(r_de, [[3.75, 2.25], [2.25, 3.75]], atol=1e-12)
 
@@ -163,13 +170,15 @@ def test_encoder_decoder_with_negative_gradients():
     def neg(shape: tuple[int, ...]) -> np.ndarray:  # gradients <= 0 contribute nothing
         return -rng.random(shape)
 
-    r_dd, r_de = encoder_decoder_relevancy(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape))
+    r_dd, r_de = encoder_decoder_relevancy(
+        *cams(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape))
+    )
     np.testing.assert_array_equal(r_dd, np.eye(3))
     np.testing.assert_array_equal(r_de, np.zeros((3, 4)))
     # Only the cross-attention gradients positive: R̄_dd = R̄_ee = I by the zero-row guard,
     # so each decoder layer adds its cross cam, and the second layer's self-attention adds nothing.
     x_g = rng.random(x_a.shape)
-    _, r_de = encoder_decoder_relevancy(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, x_g)
+    _, r_de = encoder_decoder_relevancy(*cams(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, x_g))
     np.testing.assert_allclose(r_de, gradient_weighted(x_a, x_g).sum(axis=0), atol=1e-12)
 
 
@@ -183,4 +192,4 @@ def test_shape_errors():
     enc = np.full((1, 1, 2, 2), 0.5)
     dec = np.full((1, 1, 3, 3), 1 / 3)
     with pytest.raises(ValueError, match="cross-attention"):
-        encoder_decoder_relevancy(enc, enc, dec, dec, np.full((1, 1, 3, 3), 1 / 3), np.ones((1, 1, 3, 3)))
+        encoder_decoder_relevancy(*cams(enc, enc, dec, dec, np.full((1, 1, 3, 3), 1 / 3), np.ones((1, 1, 3, 3))))
