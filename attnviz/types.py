@@ -112,7 +112,12 @@ STATS = "stats"  # per-head statistics, name → (L, H); see ``attnviz.model.vie
 GRAD_MEAN = "grad_mean"  # (L, q, k) mean_h (∂score/∂A ⊙ A)⁺, rule 5 of Chefer et al. 2021 (needs a backward pass)
 NORM_ROWS = "norm_rows"  # (L, r, k) w · rownorm(mean_h α^h_ij ‖f^h(x_j)‖), Kobayashi et al. 2020 (needs value norms)
 FULL = "full"  # (L, H, q, k) every head's full matrix (and its gradient when one is taken)
-VIEWS: tuple[str, ...] = (ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL)
+# Products through the layers read at the explained rows, built top layer first without any (n, n) product:
+ROLLOUT = "rollout_rows"  # (L, r, k) w · Â_l ⋯ Â_1, Â = (mean_h A + I) / rowsum (Abnar & Zuidema 2020)
+RELEVANCY = "relevancy_rows"  # (L, r, k) w · ((I + Ā_l) ⋯ (I + Ā_1) − I), Ā the grad_mean maps (Chefer et al. 2021)
+VIEWS: tuple[str, ...] = (ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL, ROLLOUT, RELEVANCY)
+#: Views that need a backward pass of the explained score.
+GRADIENT_VIEWS = frozenset({GRAD_MEAN, RELEVANCY})
 
 
 @dataclass(frozen=True)
@@ -123,7 +128,7 @@ class Needs:
 
     Attributes:
         attention: views (from ``VIEWS``) it reads.
-        full_max_tokens: ``FULL`` is wanted only for inputs up to this many tokens (head grids); None: any length.
+        up_to: view → the longest input (tokens) it is wanted for (figures of short inputs); absent: any length.
         value_norms: value-vector norms ‖f^h(x_j)‖ (``NORM_ROWS`` implies them).
         model_reruns: it calls the model again through the task's predictor (faithfulness, agreement).
         reads_scores: it reads the token scores of other analyses, so it runs after those that make them.
@@ -132,7 +137,7 @@ class Needs:
     """
 
     attention: frozenset[str] = frozenset()
-    full_max_tokens: int | None = None
+    up_to: Mapping[str, int] = field(default_factory=dict)
     value_norms: bool = False
     model_reruns: bool = False
     reads_scores: bool = False
@@ -147,15 +152,27 @@ class Needs:
     @property
     def gradients(self) -> bool:
         """Whether a backward pass of the explained score is needed."""
-        return GRAD_MEAN in self.attention
+        return bool(self.attention & GRADIENT_VIEWS)
+
+    def wants(self, view: str, tokens: int) -> bool:
+        """Whether ``view`` is wanted for an input of this many tokens."""
+        return view in self.attention and tokens <= self.up_to.get(view, tokens)
 
     def union(self, other: Needs) -> Needs:
-        """Everything either needs (``FULL`` up to the larger limit; no limit wins)."""
-        limits = [n.full_max_tokens for n in (self, other) if FULL in n.attention]
+        """Everything either needs; a view's length limit is the larger one, and no limit wins."""
+        limits = {}
+        for view in self.attention & other.attention:
+            if view in self.up_to and view in other.up_to:
+                limits[view] = max(self.up_to[view], other.up_to[view])
+        for mine, theirs in ((self, other), (other, self)):
+            for view in mine.attention - theirs.attention:
+                if view in mine.up_to:
+                    limits[view] = mine.up_to[view]
+        views = self.attention | other.attention
         return Needs(
-            attention=self.attention | other.attention,
-            full_max_tokens=None if not limits or None in limits else max(x for x in limits if x is not None),
-            value_norms=self.value_norms or other.value_norms or NORM_ROWS in self.attention | other.attention,
+            attention=views,
+            up_to=limits,
+            value_norms=self.value_norms or other.value_norms or NORM_ROWS in views,
             model_reruns=self.model_reruns or other.model_reruns,
         )
 
@@ -175,6 +192,8 @@ class AttentionViews:
         stats: name → (L, H) per-head statistics.
         grad_mean: (L, q, k) mean_h (∂score/∂A ⊙ A)⁺.
         norm_rows: (L, r, k) norm-weighted attention at the explained rows (main attention only).
+        rollout_rows: (L, r, k) rollout after each layer at the explained rows (main self-attention only).
+        relevancy_rows: (L, r, k) relevancy ``R − I`` after each layer at the explained rows (main self-attention).
         full: (L, H, q, k) post-softmax probabilities; rows sum to 1.
         full_grads: (L, H, q, k) ∂score/∂A, when ``full`` was asked for and a backward pass ran.
         value_norms: (L, H, k) ‖f^h(x_j)‖, when recorded.
@@ -191,6 +210,8 @@ class AttentionViews:
     stats: Mapping[str, np.ndarray] = field(default_factory=dict)
     grad_mean: np.ndarray | None = None
     norm_rows: np.ndarray | None = None
+    rollout_rows: np.ndarray | None = None
+    relevancy_rows: np.ndarray | None = None
     full: np.ndarray | None = None
     full_grads: np.ndarray | None = None
     value_norms: np.ndarray | None = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -209,11 +210,14 @@ def self_command(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
 
-def render_command(data: Path, model: str, out: Path, methods: str | None, *extra: str) -> list[str]:
-    """``attnviz render`` on CPU writing only JSON; ``methods`` None keeps the CLI's default methods."""
+def render_command(
+    data: Path, model: str, out: Path, methods: str | None, capture: str | None, *extra: str
+) -> list[str]:
+    """``attnviz render`` on CPU writing only JSON; None keeps the CLI's default methods / capture path."""
     command = [sys.executable, "-m", "attnviz", "render", str(data), "--model", model, "--device", "cpu"]
     command += ["--format", "json", "--out", str(out), "--quiet", *extra]
-    return command + (["--method", methods] if methods else [])
+    command += ["--method", methods] if methods else []
+    return command + (["--capture", capture] if capture else [])
 
 
 def read_summary(out: Path) -> dict[str, Any]:
@@ -222,6 +226,11 @@ def read_summary(out: Path) -> dict[str, Any]:
         return dict(json.loads((out / "summary.json").read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return {}
+
+
+def capture_path(out: Path) -> str | None:
+    """The capture path attnviz used (``fast`` or ``eager``; ``auto`` picks one), from summary.json."""
+    return (read_summary(out).get("run") or {}).get("capture")
 
 
 def summary_timing(out: Path) -> dict[str, Any]:
@@ -285,13 +294,13 @@ class PipelineUnavailable(Exception):
 
 
 def attnviz_pipeline(
-    model: str, data: Path, batch_size: int, methods: str
-) -> tuple[Callable[[Any], None], list[list[Any]], int]:
+    model: str, data: Path, batch_size: int, methods: str, capture: str | None
+) -> tuple[Callable[[Any], None], list[list[Any]], int, str]:
     """attnviz's per-batch capture+analysis, as ``render`` runs it, minus the writing.
 
     Returns:
-        A function that processes one batch, the batches of ``data`` as render reads them, and the
-        truncation length attnviz resolved.
+        A function that processes one batch, the batches of ``data`` as render reads them, the
+        truncation length attnviz resolved and the capture path it picked (``fast`` or ``eager``).
 
     Raises:
         PipelineUnavailable: the names used here no longer exist or take other arguments.
@@ -302,15 +311,19 @@ def attnviz_pipeline(
         from attnviz.config import ModelOptions, RenderOptions
         from attnviz.inputs import InputSpec, read_inputs
         from attnviz.model.loading import load_model
+        from attnviz.output import get_renderer
     except ImportError as err:
         raise PipelineUnavailable(f"{type(err).__name__}: {err}") from err
     try:
-        model_options = ModelOptions(name=model, device="cpu")
+        model_options = ModelOptions(name=model, device="cpu", **({"capture": capture} if capture else {}))
         options = RenderOptions(
             model=model_options, batch_size=batch_size, methods=tuple(methods.split(",")), formats=("json",)
         )
         loaded = load_model(model_options)
-        explainer = _Explainer(loaded, options, expand_methods(options.methods))
+        # Since the capture rewrite the pipeline also takes what the outputs read (render passes its renderers').
+        wants_outputs = "output_needs" in inspect.signature(_Explainer).parameters
+        outputs = ([get_renderer(name).needs for name in options.formats],) if wants_outputs else ()
+        explainer = _Explainer(loaded, options, expand_methods(options.methods), *outputs)
         examples = list(read_inputs([str(data)], InputSpec()))
         max_length = int(explainer.max_length)
     except (AttributeError, TypeError) as err:
@@ -320,12 +333,14 @@ def attnviz_pipeline(
         for _ in explainer.reports(batch):  # a generator: the analyses run only when consumed
             pass
 
-    return run, batches_of(examples, batch_size), max_length
+    return run, batches_of(examples, batch_size), max_length, str(getattr(loaded, "capture", "eager"))
 
 
 def short_inprocess(args: argparse.Namespace, model: str, data: Path, texts: list[str]) -> dict[str, Any]:
     """Time (a) bare fwd+bwd and (b) attnviz's pipeline on the same batches, alternating, in this process."""
-    run_attnviz, attnviz_batches, max_length = attnviz_pipeline(model, data, args.batch_size, args.methods)
+    run_attnviz, attnviz_batches, max_length, capture = attnviz_pipeline(
+        model, data, args.batch_size, args.methods, args.capture
+    )
     bare_model, tokenizer = load_bare_classifier(model)
     bare_batches = batches_of(texts, args.batch_size)
 
@@ -351,6 +366,7 @@ def short_inprocess(args: argparse.Namespace, model: str, data: Path, texts: lis
         captured.append(attnviz_pass())
     return {
         "route": "inprocess",
+        "capture": capture,
         "max_length": max_length,
         "bare_seconds": bare,
         "attnviz_seconds": captured,
@@ -370,7 +386,7 @@ def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: 
 
     def attnviz_command(run: int) -> list[str]:
         out = workdir / f"render-{run}"
-        return render_command(data, model, out, args.methods, "--batch-size", str(args.batch_size))
+        return render_command(data, model, out, args.methods, args.capture, "--batch-size", str(args.batch_size))
 
     runs: dict[str, list[Measured]] = {"bare": [], "attnviz": []}
     timings: list[dict[str, Any]] = []
@@ -389,6 +405,7 @@ def short_subprocess(args: argparse.Namespace, model: str, data: Path, workdir: 
     model_seconds = [float(t["model_seconds"]) for t in timings if "model_seconds" in t]
     return {
         "route": "subprocess",
+        "capture": capture_path(workdir / "render-0"),
         "bare_seconds": [m.seconds for m in runs["bare"]],
         "attnviz_seconds": [m.seconds for m in runs["attnviz"]],
         "bare_peak_rss_mib": [m.peak_rss_mib for m in runs["bare"]],
@@ -457,7 +474,8 @@ def cmd_short(args: argparse.Namespace) -> None:
     if fallback:
         document["notes"].insert(0, fallback)
     print(f"model: {model} · {args.examples} examples · batch {args.batch_size} · methods: {args.methods}")
-    print(f"route: {result['route']} · medians of {args.repeats} repeats\n")
+    path = f" · capture path: {result['capture']}" if "capture" in result else ""
+    print(f"route: {result['route']}{path} · medians of {args.repeats} repeats\n")
     unit = "s (whole process)" if result["route"] == "subprocess" else "s"
     rows = [
         ("(a) bare SDPA forward+backward", bare, result["bare_seconds"]),
@@ -572,14 +590,21 @@ def cmd_long(args: argparse.Namespace) -> None:
             out = workdir / f"render-{length}"
             extra = ("--max-length", str(length + args.slack), "--max-new-tokens", str(args.new_tokens))
             captured = run_measured(
-                render_command(data, str(model), out, methods, *extra), args.timeout, workdir, args.memory_limit_gib
+                render_command(data, str(model), out, methods, args.capture, *extra),
+                args.timeout,
+                workdir,
+                args.memory_limit_gib,
             )
             inner = last_json(bare.stdout) if bare.ok else {}
             summary = read_summary(out) if captured.ok else {}
             timing = dict(summary.get("timing") or {})
             # What attnviz actually ran: the prompt must not have been cut to fit --max-length.
             example = (summary.get("examples") or [{}])[0]
-            captured_tokens = {"truncated": example.get("truncated"), "original_length": example.get("original_length")}
+            captured_tokens = {
+                "capture": capture_path(out) if captured.ok else None,
+                "truncated": example.get("truncated"),
+                "original_length": example.get("original_length"),
+            }
             row = {
                 "length": length,
                 "prompt_tokens": tokens,
@@ -601,6 +626,7 @@ def cmd_long(args: argparse.Namespace) -> None:
         "bare: one SDPA forward of the prompt under torch.inference_mode. attnviz: `render --format json`, "
         f"generating {args.new_tokens} tokens and capturing prompt + continuation "
         f"(--max-length length + {args.slack}).",
+        f"attnviz capture path: {', '.join(sorted({str(r['attnviz']['capture']) for r in rows}))}.",
         "bare forward (s): the forward alone, timed inside the child; attnviz model (s): summary.json's "
         "model_seconds (generation, forward, backward, copying attention out; not the analyses).",
     ]
@@ -634,11 +660,11 @@ def cmd_scale(args: argparse.Namespace) -> None:
         workdir = Path(tmp)
         for size in args.sizes:
             data = write_jsonl(workdir / f"scale-{size}.jsonl", review_texts(size, args.seed))
-            commands = [
-                render_command(data, model, workdir / f"render-{size}-{r}", args.methods) for r in range(args.repeats)
-            ]
+            outs = [workdir / f"render-{size}-{r}" for r in range(args.repeats)]
+            commands = [render_command(data, model, out, args.methods, args.capture) for out in outs]
             runs = [run_measured(command, args.timeout, workdir, args.memory_limit_gib) for command in commands]
             done = [m for m in runs if m.ok]
+            finished = [out for out, m in zip(outs, runs, strict=True) if m.ok]
             seconds = statistics.median(m.seconds for m in done) if done else None
             rss = statistics.median(m.peak_rss_mib for m in done) if done else None
             rows.append(
@@ -647,6 +673,7 @@ def cmd_scale(args: argparse.Namespace) -> None:
                     "median_seconds": seconds,
                     "median_peak_rss_mib": rss,
                     "runs": [{**asdict(m), "stdout": None} for m in runs],
+                    "capture": capture_path(finished[0]) if finished else None,
                 }
             )
             detail = ", ".join(f"{m.seconds:.1f}s/{m.peak_rss_mib:.0f}MiB" if m.ok else m.outcome() for m in runs)
@@ -657,6 +684,7 @@ def cmd_scale(args: argparse.Namespace) -> None:
     time_ratio = ratio(last["median_seconds"], first["median_seconds"])
     print(f"\npeak RSS ratio {last['examples']} / {first['examples']} examples: {fmt(rss_ratio, 2, '×')}")
     print(f"time ratio: {fmt(time_ratio, 1, '×')} for {last['examples'] / first['examples']:.0f}× the examples")
+    print(f"capture path: {first['capture'] or '–'}")
     document = {
         "benchmark": "scale",
         "model": model,
@@ -686,6 +714,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             type=float,
             default=round(0.8 * physical_memory_gib(), 1),
             help="address-space cap per child process, so a runaway run fails alone (0: none; default: 80%% of RAM)",
+        )
+        options.add_argument(
+            "--capture",
+            choices=("auto", "fast", "eager"),
+            help="attnviz's capture path (render --capture); default: attnviz's own default",
         )
         return options
 

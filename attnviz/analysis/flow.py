@@ -112,7 +112,7 @@ class Flow:
 
     name = "flow"
     description = f"attention flow (Abnar & Zuidema 2020): max-flow on the attention graph; ≤ {MAX_FLOW_TOKENS} tokens"
-    needs = Needs(attention=frozenset({HEAD_MEAN}), produces_scores=True)
+    needs = Needs(attention=frozenset({HEAD_MEAN}), up_to={HEAD_MEAN: MAX_FLOW_TOKENS}, produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main

@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, stage_scores
-from attnviz.types import GRAD_MEAN, Capture, Needs
+from attnviz.types import GRAD_MEAN, RELEVANCY, Capture, Needs
 
 _NEG_TOL = 1e-12
 """Entries of ``R − I`` may dip this far below 0 from rounding before ``normalize_residual`` objects."""
@@ -87,30 +87,6 @@ def self_relevancy(attn: np.ndarray, grad: np.ndarray) -> np.ndarray:
         rel = rel + cam @ rel  # rule 6
         out[layer] = rel
     return out
-
-
-def relevancy_rows(cams: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Rows of every layer's ``R − I`` for one self-attention stream, without forming any ``R``.
-
-    ``R_l = (I + Ā_l)·R_(l−1)`` with ``R_0 = I`` (rule 6), so ``w·R_l = w·(I + Ā_l)⋯(I + Ā_1)``, evaluated
-    right to left on row vectors from the top layer down. Equals ``einsum("rq,lqk->lrk", w,
-    self_relevancy(A, ∇A) − I)`` up to rounding, in O(L·r·n) memory plus one (n, n) matrix.
-
-    Args:
-        cams: (L, n, n) rule-5 maps ``mean_h (∇A ⊙ A)⁺`` per layer (the ``grad_mean`` view).
-        weights: (r, n) explained-row weights.
-
-    Returns:
-        (L, r, n) ``w·(R_l − I)`` for every layer.
-    """
-    if cams.ndim != 3 or cams.shape[1] != cams.shape[2]:
-        raise ValueError(f"self-attention maps must be square (L, n, n); got {cams.shape}")
-    layers = cams.shape[0]
-    out = np.zeros((layers, *weights.shape))
-    for layer in reversed(range(layers)):
-        out[layer] = weights
-        out[layer:] = out[layer:] + out[layer:] @ cams[layer].astype(np.float64)
-    return out - weights
 
 
 def normalize_residual(R: np.ndarray) -> np.ndarray:
@@ -215,12 +191,13 @@ class Relevancy:
     start + end logits (qa), the cosine similarity or embedding norm (encode), or the log-probability of
     the whole continuation / target (lm, seq2seq: one backward pass for all target tokens).
     Self-attention rows are read from ``R − I``: the relevance gained through attention, without the
-    identity every token starts with. Encoder-decoders use rule 10 in its causal reading.
+    identity every token starts with (the ``relevancy_rows`` view, built by capture top layer first).
+    Encoder-decoders use rule 10 in its causal reading, on the rule-5 maps capture keeps for them.
     """
 
     name = "relevancy"
     description = "gradient-weighted relevancy (Chefer, Gur & Wolf 2021): R += mean_h (∇A ⊙ A)⁺ · R"
-    needs = Needs(attention=frozenset({GRAD_MEAN}), produces_scores=True)
+    needs = Needs(attention=frozenset({RELEVANCY}), produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main
@@ -244,7 +221,7 @@ class Relevancy:
                 capture,
                 self.name,
                 "relevancy",
-                relevancy_rows(att.view(GRAD_MEAN), weights),
+                att.view(RELEVANCY),
                 "R^l = R^(l−1) + mean_h(∇A ⊙ A)⁺ · R^(l−1), R^0 = I; rows of R − I shown",
             )
         return AnalysisResult(name=self.name, token_scores=(scores,))

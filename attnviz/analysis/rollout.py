@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, stage_scores
-from attnviz.types import HEAD_MEAN, Capture, Needs
+from attnviz.types import HEAD_MEAN, ROLLOUT, Capture, Needs
 
 
 def _check_layers(mean_attn: np.ndarray, name: str = "mean_attn") -> np.ndarray:
@@ -96,14 +96,15 @@ def attention_rollout(mean_attn: np.ndarray) -> np.ndarray:
 class Rollout:
     """``rollout``: residual-augmented head-mean attention multiplied through the layers.
 
-    Self-attention models read the explained rows of every layer's rollout. Encoder-decoders read
-    the last decoder layer's cross-attention (head mean) through the encoder rollout:
+    Self-attention models read the explained rows of every layer's rollout (the ``rollout_rows`` view,
+    built by capture top layer first). Encoder-decoders read the last decoder layer's cross-attention
+    (head mean) through the encoder rollout (capture keeps those head means for encoder-decoders):
     ``r = a_cross · R̃_enc^l``, so the scores stay a distribution over source tokens.
     """
 
     name = "rollout"
     description = "attention rollout (Abnar & Zuidema 2020): (0.5·mean_h A + 0.5·I) multiplied through layers"
-    needs = Needs(attention=frozenset({HEAD_MEAN}), produces_scores=True)
+    needs = Needs(attention=frozenset({ROLLOUT}), produces_scores=True)
 
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         att = capture.main
@@ -124,7 +125,7 @@ class Rollout:
                 capture,
                 self.name,
                 "attention rollout",
-                rollout_rows(att.view(HEAD_MEAN), weights),
+                att.view(ROLLOUT),
                 "R̃^l = Â^l · R̃^(l−1),  Â = (mean_h A + I)/2; rows sum to 1",
             )
         return AnalysisResult(name=self.name, token_scores=(scores,))

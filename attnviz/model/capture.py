@@ -17,7 +17,7 @@ from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
 from attnviz.model.tasks.base import expected_layers, token_seq
 from attnviz.model.views import ViewBuilder, ViewRequest, chunk_rows
-from attnviz.types import Capture, Example, Needs
+from attnviz.types import GRAD_MEAN, HEAD_MEAN, RELEVANCY, ROLLOUT, Capture, Example, Needs
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -83,6 +83,8 @@ def capture_batch(
 
     task = get_task(loaded.task)
     batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
+    if any("cross" in task.layout(batch, b) for b in range(len(batch.examples))):
+        needs = _encoder_decoder_needs(needs)
     fast = loaded.capture == "fast"
     context = torch.enable_grad() if needs.gradients else torch.inference_mode()
     norms = _recorder(loaded, needs.value_norms)
@@ -140,18 +142,27 @@ def capture_batch(
     return captures
 
 
+def _encoder_decoder_needs(needs: Needs) -> Needs:
+    """Encoder-decoders combine whole maps of the three attention kinds (rollout through the encoder, rule 10),
+    so the products through the layers are computed from head means and rule-5 maps instead."""
+    more = {HEAD_MEAN} if ROLLOUT in needs.attention else set()
+    more |= {GRAD_MEAN} if RELEVANCY in needs.attention else set()
+    return needs.union(Needs(attention=frozenset(more)))
+
+
 def _views(request: ViewRequest, source: Any, b: int, rows: np.ndarray, cols: np.ndarray, grads: bool) -> Any:
     """Feed every (layer, row block) of example b's real tokens to a :class:`ViewBuilder`."""
     builder = ViewBuilder(request)
     if not request.needs.attention:
         return builder.build()
     step = chunk_rows(request.shape[1], source.keys)
-    for layer in range(request.shape[0]):
+    for layer in reversed(range(request.shape[0])):
         for start in range(0, len(rows), step):
             block = rows[start : start + step]
             probs = source.probs(layer, b, block)[:, :, cols]
             grad = source.grad_probs(layer, b, block)[:, :, cols] if grads else None
             builder.add(layer, start, _numpy(probs), None if grad is None else _numpy(grad))
+        builder.end_layer(layer)
     return builder.build()
 
 

@@ -12,7 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, ROWS, STATS, AttentionViews, Needs
+from attnviz.types import (
+    FULL,
+    GRAD_MEAN,
+    HEAD_MEAN,
+    NORM_ROWS,
+    RELEVANCY,
+    ROLLOUT,
+    ROWS,
+    STATS,
+    AttentionViews,
+    Needs,
+)
 
 #: Per-head statistics the ``STATS`` view can hold, each (L, H), a mean over query rows (labels and formulas:
 #: ``attnviz.analysis.heads.HEAD_METRICS``; ``special_share_norm`` only with value norms).
@@ -30,7 +41,7 @@ STAT_NAMES: tuple[str, ...] = (
 )
 
 #: Elements of one (H, rows, k) block: bounds the memory of a reduction step whatever the input length.
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 20
 
 
 def chunk_rows(heads: int, keys: int) -> int:
@@ -74,20 +85,29 @@ class ViewRequest:
 class ViewBuilder:
     """Accumulates the requested views of one attention kind of one example from (layer, row block) pieces.
 
-    Call :meth:`add` for every layer and every block of query rows (in any order), then :meth:`build`.
+    Call :meth:`add` for every block of query rows of a layer, then :meth:`end_layer`, layer by layer from
+    the top layer down (the products of ``ROLLOUT`` and ``RELEVANCY`` are built right to left), then
+    :meth:`build`.
     """
 
     def __init__(self, request: ViewRequest) -> None:
         self.request = request
         layers, heads, q, k = request.shape
-        wanted = request.needs.attention
+        tokens = max(q, k)
+        needs = request.needs
+        wanted = {view for view in needs.attention if needs.wants(view, tokens)}
+        self.omitted = {
+            view: f"{tokens} tokens is over the limit of {needs.up_to[view]} for this view"
+            for view in needs.attention - wanted
+        }
         self.self_attention = request.query == request.key
-        limit = request.needs.full_max_tokens
-        self.omitted: dict[str, str] = {}
-        self.full_ok = FULL in wanted and (limit is None or max(q, k) <= limit)
-        if FULL in wanted and not self.full_ok:
-            self.omitted[FULL] = f"{max(q, k)} tokens is over the limit of {limit} for full matrices"
+        self.full_ok = FULL in wanted
         main = request.explained is not None
+        square = main and q == k
+        # Products through the layers: stage l's vector enters at layer l, then every layer below applies.
+        self.rollout = np.zeros((layers, len(request.explained), k)) if square and ROLLOUT in wanted else None
+        self.relevancy = np.zeros((layers, len(request.explained), k)) if square and RELEVANCY in wanted else None
+        self._next: dict[str, np.ndarray] = {}
         self.rows = np.zeros((layers, heads, len(request.explained), k)) if main and ROWS in wanted else None
         self.norm_rows = (
             np.zeros((layers, len(request.explained), k))
@@ -97,6 +117,7 @@ class ViewBuilder:
         if NORM_ROWS in wanted and main and request.value_norms is None:
             self.omitted[NORM_ROWS] = "value norms are not available for this architecture"
         self.head_mean = np.zeros((layers, q, k), np.float32) if HEAD_MEAN in wanted else None
+        self._layer = layers
         self.grad_mean = np.zeros((layers, q, k), np.float32) if GRAD_MEAN in wanted else None
         self.full = np.zeros(request.shape, np.float32) if self.full_ok else None
         self.full_grads = np.zeros(request.shape, np.float32) if self.full_ok and GRAD_MEAN in wanted else None
@@ -127,6 +148,14 @@ class ViewBuilder:
         """
         stop = start + probs.shape[1]
         p = probs.astype(np.float64)
+        if layer != self._layer:
+            self._begin_layer(layer)
+        if self.rollout is not None:
+            self._rollout_block(layer, start, p.mean(axis=0))
+        if self.relevancy is not None:
+            if grads is None:
+                raise ValueError("the relevancy view needs gradients for every block")
+            self._relevancy_block(layer, start, np.clip(grads.astype(np.float64) * p, 0.0, None).mean(axis=0))
         if self.full is not None:
             self.full[layer, :, start:stop] = probs
         if self.full_grads is not None and grads is not None:
@@ -148,6 +177,41 @@ class ViewBuilder:
             self.norm_rows[layer] += w @ norm_mean
         if self.stats is not None:
             self._add_stats(layer, start, p, weighted)
+
+    def _begin_layer(self, layer: int) -> None:
+        if layer != self._layer - 1:
+            raise ValueError(
+                f"blocks must come layer by layer from the top down; got layer {layer} after {self._layer}"
+            )
+        self._layer = layer
+        for name, chain in (("rollout", self.rollout), ("relevancy", self.relevancy)):
+            if chain is not None:
+                chain[layer] = self.request.explained  # stage `layer` starts here
+                self._next[name] = np.zeros_like(chain[layer:])
+
+    def _rollout_block(self, layer: int, start: int, mean: np.ndarray) -> None:
+        """Rows start… of Â = (Ā + I) / rowsum(Ā + I) applied to every open stage: v·Â, one block at a time."""
+        assert self.rollout is not None
+        stop = start + mean.shape[0]
+        scaled = self.rollout[layer:, :, start:stop] / (mean.sum(axis=-1) + 1.0)  # (S, r, c)
+        out = self._next["rollout"]
+        out += scaled @ mean
+        out[:, :, start:stop] += scaled  # the identity's rows of this block
+
+    def _relevancy_block(self, layer: int, start: int, cam: np.ndarray) -> None:
+        """Rows start… of (I + Ā) applied to every open stage (rule 6 on row vectors)."""
+        assert self.relevancy is not None
+        stop = start + cam.shape[0]
+        block = self.relevancy[layer:, :, start:stop]
+        out = self._next["relevancy"]
+        out += block @ cam
+        out[:, :, start:stop] += block
+
+    def end_layer(self, layer: int) -> None:
+        """Every block of ``layer`` has been added: the products move one layer down."""
+        for name, chain in (("rollout", self.rollout), ("relevancy", self.relevancy)):
+            if chain is not None:
+                chain[layer:] = self._next.pop(name)
 
     def _add_stats(self, layer: int, start: int, p: np.ndarray, norm_weighted: np.ndarray | None) -> None:
         stats, request = self.stats, self.request
@@ -192,6 +256,8 @@ class ViewBuilder:
             stats=self._stat_means(),
             grad_mean=self.grad_mean,
             norm_rows=self.norm_rows,
+            rollout_rows=self.rollout,
+            relevancy_rows=None if self.relevancy is None else self.relevancy - self.request.explained,
             full=self.full,
             full_grads=self.full_grads,
             value_norms=request.value_norms,
@@ -235,6 +301,7 @@ def views_from_arrays(request: ViewRequest, probs: np.ndarray, grads: np.ndarray
     row blocks so that no such array is needed.
     """
     builder = ViewBuilder(request)
-    for layer in range(probs.shape[0]):
+    for layer in reversed(range(probs.shape[0])):
         builder.add(layer, 0, probs[layer].astype(np.float32), None if grads is None else grads[layer])
+        builder.end_layer(layer)
     return builder.build()

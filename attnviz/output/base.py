@@ -20,7 +20,9 @@ HEAD_GRID_MAX_TOKENS = 64
 HEATMAP_MAX_TOKENS = 256
 
 #: What pages and figures read from capture: the head mean of every layer, every head where short enough.
-DRAWN_VIEWS = Needs(attention=frozenset({HEAD_MEAN, FULL}), full_max_tokens=HEAD_GRID_MAX_TOKENS)
+DRAWN_VIEWS = Needs(
+    attention=frozenset({HEAD_MEAN, FULL}), up_to={HEAD_MEAN: HEATMAP_MAX_TOKENS, FULL: HEAD_GRID_MAX_TOKENS}
+)
 
 
 def drawable(att: AttentionViews) -> bool:
