@@ -17,17 +17,25 @@ import pytest
 from tiny_models import FAMILIES
 
 from attnviz.analysis.pipeline import analyze, combined_needs
+from attnviz.analysis.relevancy import self_relevancy
+from attnviz.analysis.rollout import attention_rollout
 from attnviz.config import GenerationOptions, ModelOptions
 from attnviz.model.capture import capture_batch
 from attnviz.model.loading import load_model
-from attnviz.model.views import CHUNK_ELEMENTS
-from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, ROWS, STATS, Example, Needs
+from attnviz.model.views import CHUNK_ELEMENTS, ViewRequest, views_from_arrays
+from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, RELEVANCY, ROLLOUT, ROWS, STATS, Example, Needs
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "eager_scores.npz"
 TEXTS = ["the movie was brilliant and the acting was great", "boring plot"]
-QUESTIONS = [("who played", "the actor played a brilliant role in the movie"), ("what was cheap", "the price was cheap")]
+QUESTIONS = [
+    ("who played", "the actor played a brilliant role in the movie"),
+    ("what was cheap", "the price was cheap"),
+]
 METHODS = ["attention", "rollout", "relevancy", "norms", "heads", "flow"]
-EVERY_VIEW = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL}), value_norms=True)
+EVERY_VIEW = Needs(
+    attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL, ROLLOUT, RELEVANCY}), value_norms=True
+)
+ARRAYS = ("rows", "head_mean", "grad_mean", "norm_rows", "rollout_rows", "relevancy_rows", "full")
 CASES = [(family, "right") for family in FAMILIES] + [("llama-lm", "left")]
 
 
@@ -90,7 +98,7 @@ def test_fast_views_equal_eager_views(tiny_path: Callable[..., Path], family: st
         for kind, reference in slow_cap.attentions.items():
             views = fast_cap.attentions[kind]
             assert views.shape == reference.shape
-            for name in ("rows", "head_mean", "grad_mean", "norm_rows", "full", "full_grads", "value_norms"):
+            for name in (*ARRAYS, "full_grads", "value_norms"):
                 a, b = getattr(reference, name), getattr(views, name)
                 assert (a is None) == (b is None), f"{kind}.{name}"
                 if a is not None:
@@ -114,8 +122,11 @@ def test_row_blocks_give_the_same_views_as_one_block(
     for one, many in zip(whole, pieces, strict=True):
         for kind, views in one.attentions.items():
             other = many.attentions[kind]
-            for name in ("rows", "head_mean", "grad_mean", "norm_rows", "full"):
-                np.testing.assert_allclose(getattr(other, name), getattr(views, name), atol=1e-6, rtol=0)
+            for name in ARRAYS:
+                a, b = getattr(views, name), getattr(other, name)
+                assert (a is None) == (b is None)
+                if a is not None:
+                    np.testing.assert_allclose(b, a, atol=1e-6, rtol=0, err_msg=f"{kind}.{name}")
             for name, values in views.stats.items():
                 np.testing.assert_allclose(other.stats[name], values, atol=1e-6, rtol=0)
 
@@ -125,7 +136,8 @@ def test_capture_computes_only_what_is_asked(tiny_loaded: Callable[..., object])
     (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=Needs(attention=frozenset({ROWS})))
     views = cap.attentions["self"]
     assert views.rows is not None and views.rows.shape[:3] == (2, 4, 1)
-    assert views.head_mean is views.full is views.grad_mean is views.norm_rows is views.value_norms is None
+    others = ("head_mean", "full", "grad_mean", "norm_rows", "rollout_rows", "relevancy_rows", "value_norms")
+    assert all(getattr(views, name) is None for name in others)
     assert views.stats == {}
     with pytest.raises(ValueError, match="no 'full' view"):
         views.view(FULL)
@@ -133,20 +145,53 @@ def test_capture_computes_only_what_is_asked(tiny_loaded: Callable[..., object])
 
 def test_full_matrices_are_left_out_over_their_length_limit(tiny_loaded: Callable[..., object]) -> None:
     loaded = tiny_loaded("bert-classifier")
-    needs = Needs(attention=frozenset({FULL, HEAD_MEAN}), full_max_tokens=5)
+    needs = Needs(attention=frozenset({FULL, HEAD_MEAN}), up_to={FULL: 5})
     (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=needs)
     views = cap.attentions["self"]
     assert views.full is None and views.head_mean is not None
-    with pytest.raises(ValueError, match="over the limit of 5"):
+    with pytest.raises(ValueError, match="over the limit of 5 for this view"):
         views.view(FULL)
 
 
 def test_needs_union_and_validation() -> None:
-    grids = Needs(attention=frozenset({FULL}), full_max_tokens=64)
+    grids = Needs(attention=frozenset({FULL}), up_to={FULL: 64})
     tensors = Needs(attention=frozenset({FULL}))
-    assert grids.union(Needs(attention=frozenset({ROWS}))).full_max_tokens == 64
-    assert grids.union(tensors).full_max_tokens is None
+    assert grids.union(Needs(attention=frozenset({ROWS}))).up_to == {FULL: 64}
+    assert grids.union(Needs(attention=frozenset({FULL}), up_to={FULL: 100})).up_to == {FULL: 100}
+    assert grids.union(tensors).up_to == {}
+    assert grids.wants(FULL, 64) and not grids.wants(FULL, 65) and tensors.wants(FULL, 10**6)
+    assert Needs(attention=frozenset({RELEVANCY})).gradients
     assert Needs(attention=frozenset({NORM_ROWS})).union(Needs()).value_norms
     assert Needs(attention=frozenset({GRAD_MEAN})).gradients and not grids.gradients
     with pytest.raises(ValueError, match="valid: rows, head_mean"):
         Needs(attention=frozenset({"everything"}))
+
+
+def test_layer_products_equal_the_full_matrix_references() -> None:
+    """rollout_rows and relevancy_rows (row vectors, top layer first) equal the (n, n) reference products read at w."""
+    rng = np.random.default_rng(0)
+    layers, heads, n = 3, 2, 7
+    logits = rng.normal(size=(layers, heads, n, n))
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    grads = rng.normal(size=probs.shape)
+    weights = np.zeros((2, n))
+    weights[0, 0] = 1.0
+    weights[1] = 1.0 / n
+    request = ViewRequest(
+        kind="self",
+        query="input",
+        key="input",
+        causal=False,
+        shape=(layers, heads, n, n),
+        needs=Needs(attention=frozenset({ROLLOUT, RELEVANCY})),
+        special=np.zeros(n, dtype=bool),
+        segments=np.zeros(n, dtype=int),
+        explained=weights,
+    )
+    views = views_from_arrays(request, probs.astype(np.float32), grads.astype(np.float32))
+    f32 = probs.astype(np.float32).astype(np.float64)
+    rollout = np.einsum("rq,lqk->lrk", weights, attention_rollout(f32.mean(axis=1)))
+    relevancy = np.einsum("rq,lqk->lrk", weights, self_relevancy(f32, grads.astype(np.float32)) - np.eye(n))
+    np.testing.assert_allclose(views.rollout_rows, rollout, atol=1e-12)
+    np.testing.assert_allclose(views.relevancy_rows, relevancy, atol=1e-12)
+    np.testing.assert_allclose(views.rollout_rows.sum(axis=-1), 1.0, atol=1e-12)  # rollout rows stay distributions
