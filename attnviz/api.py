@@ -289,3 +289,56 @@ class _Explainer:
                 predictor=predictor,
             )
             self.recheck_seconds += predictor.seconds if predictor is not None else 0.0
+
+
+def compare_models(
+    inputs: Sequence[str],
+    options_a: RenderOptions,
+    options_b: RenderOptions,
+    out_dir: Path,
+    *,
+    loaded_a: LoadedModel | None = None,
+    loaded_b: LoadedModel | None = None,
+    stdin: BinaryIO | None = None,
+) -> dict[str, Any]:
+    """Render full reports for both models into ``out_dir/a`` and ``out_dir/b``, compare and write them.
+
+    The ``out_dir`` of each options object is replaced. With ``-`` among the inputs, stdin is read once
+    and the same bytes are given to both sides.
+
+    Returns:
+        The compare document, also written to ``out_dir/summary.json`` (with ``out_dir/compare.html``).
+
+    Raises:
+        InputError, ModelError, OutputError: as :func:`attnviz.api.render_reports` (side A runs first).
+    """
+    import io
+    import sys
+
+    from attnviz.output.compare import compare_summaries, write_compare
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    if "-" in inputs:
+        data = (stdin if stdin is not None else sys.stdin.buffer).read()
+        streams: tuple[BinaryIO | None, BinaryIO | None] = (io.BytesIO(data), io.BytesIO(data))
+    else:
+        streams = (stdin, stdin)
+    a = render_reports(
+        inputs,
+        dataclasses.replace(options_a, out_dir=out_dir / "a"),
+        stdin=streams[0],
+        loaded=loaded_a,
+        keep_examples=True,
+    )
+    b = render_reports(
+        inputs,
+        dataclasses.replace(options_b, out_dir=out_dir / "b"),
+        stdin=streams[1],
+        loaded=loaded_b,
+        keep_examples=True,
+    )
+    document = compare_summaries(a, b, pages_a="a", pages_b="b")
+    document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+    write_compare(document, out_dir)
+    return document

@@ -329,7 +329,7 @@ def compare(
     _choice(on_error, ("stop", "skip"), "--on-error")
 
     def call() -> None:
-        from attnviz.output.compare import compare_models
+        from attnviz.api import compare_models
 
         options_a = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tiny_models import FAMILIES
 
-from attnviz.analysis.pipeline import analyze, combined_needs
+from attnviz.analysis.pipeline import analyze, combined_needs, run_order
 from attnviz.analysis.relevancy import self_relevancy
 from attnviz.analysis.rollout import attention_rollout
 from attnviz.config import GenerationOptions, ModelOptions
@@ -195,3 +195,10 @@ def test_layer_products_equal_the_full_matrix_references() -> None:
     np.testing.assert_allclose(views.rollout_rows, rollout, atol=1e-12)
     np.testing.assert_allclose(views.relevancy_rows, relevancy, atol=1e-12)
     np.testing.assert_allclose(views.rollout_rows.sum(axis=-1), 1.0, atol=1e-12)  # rollout rows stay distributions
+
+
+def test_run_order_follows_what_analyses_read() -> None:
+    """Score makers first, then agreement (reads and makes scores), then the pure readers; ties keep the given order."""
+    given = ["plausibility", "faithfulness", "agreement", "relevancy", "heads", "attention"]
+    assert run_order(given) == ["relevancy", "heads", "attention", "agreement", "plausibility", "faithfulness"]
+    assert combined_needs(["faithfulness"]).model_reruns and not combined_needs(["attention"]).model_reruns

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from bs4 import BeautifulSoup
 
+from attnviz.api import compare_models
 from attnviz.config import ModelOptions, RenderOptions
 from attnviz.model.loading import LoadedModel, load_model
-from attnviz.output.compare import align_words, compare_heads, compare_models, compare_summaries, matched_layers
+from attnviz.output.compare import align_words, compare_heads, compare_summaries, matched_layers
 from attnviz.output.schema import validate_summary
 
 HOSTILE = "<script>alert(1)</script>"

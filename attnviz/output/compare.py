@@ -11,21 +11,17 @@ only ``timing`` varies between identical runs.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
 from attnviz.analysis.agreement import spearman
-from attnviz.config import RenderOptions
 from attnviz.errors import OutputError
-from attnviz.model.loading import LoadedModel
 from attnviz.output.colors import hex_colour, text_colour
 
 SCHEMA_VERSION = "1.0"
@@ -444,59 +440,6 @@ def _dataset(
 
 
 # --------------------------------------------------------------------------- running and writing
-
-
-def compare_models(
-    inputs: Sequence[str],
-    options_a: RenderOptions,
-    options_b: RenderOptions,
-    out_dir: Path,
-    *,
-    loaded_a: LoadedModel | None = None,
-    loaded_b: LoadedModel | None = None,
-    stdin: BinaryIO | None = None,
-) -> dict[str, Any]:
-    """Render full reports for both models into ``out_dir/a`` and ``out_dir/b``, compare and write them.
-
-    The ``out_dir`` of each options object is replaced. With ``-`` among the inputs, stdin is read once
-    and the same bytes are given to both sides.
-
-    Returns:
-        The compare document, also written to ``out_dir/summary.json`` (with ``out_dir/compare.html``).
-
-    Raises:
-        InputError, ModelError, OutputError: as :func:`attnviz.api.render_reports` (side A runs first).
-    """
-    import io
-    import sys
-
-    from attnviz.api import render_reports
-
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    if "-" in inputs:
-        data = (stdin if stdin is not None else sys.stdin.buffer).read()
-        streams: tuple[BinaryIO | None, BinaryIO | None] = (io.BytesIO(data), io.BytesIO(data))
-    else:
-        streams = (stdin, stdin)
-    a = render_reports(
-        inputs,
-        dataclasses.replace(options_a, out_dir=out_dir / "a"),
-        stdin=streams[0],
-        loaded=loaded_a,
-        keep_examples=True,
-    )
-    b = render_reports(
-        inputs,
-        dataclasses.replace(options_b, out_dir=out_dir / "b"),
-        stdin=streams[1],
-        loaded=loaded_b,
-        keep_examples=True,
-    )
-    document = compare_summaries(a, b, pages_a="a", pages_b="b")
-    document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
-    write_compare(document, out_dir)
-    return document
 
 
 def _diverging(value: float | None, scale: float) -> dict[str, Any]:
