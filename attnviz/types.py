@@ -133,7 +133,6 @@ class Needs:
         model_reruns: it calls the model again through the task's predictor (faithfulness, agreement).
         reads_scores: it reads the token scores of other analyses, so it runs after those that make them.
         produces_scores: it makes token scores that score-reading analyses should see.
-        max_tokens: it refuses inputs longer than this (with a message, never by running out of memory).
     """
 
     attention: frozenset[str] = frozenset()
@@ -142,8 +141,6 @@ class Needs:
     model_reruns: bool = False
     reads_scores: bool = False
     produces_scores: bool = False
-    max_tokens: int | None = None
-
     def __post_init__(self) -> None:
         unknown = set(self.attention) - set(VIEWS)
         if unknown:
@@ -159,7 +156,8 @@ class Needs:
         return view in self.attention and tokens <= self.up_to.get(view, tokens)
 
     def union(self, other: Needs) -> Needs:
-        """Everything either needs; a view's length limit is the larger one, and no limit wins."""
+        """What capture must produce for both: views (a view's length limit is the larger one, and no limit
+        wins), value norms and model re-runs. Ordering fields are per analysis and are not combined."""
         limits = {}
         for view in self.attention & other.attention:
             if view in self.up_to and view in other.up_to:
@@ -243,12 +241,14 @@ class AttentionViews:
         return self.shape[1]
 
     def view(self, name: str) -> np.ndarray:
-        """A view that must be there; a clear error names what is missing and why.
+        """An array view that must be there (statistics: ``stats``); a clear error names what is missing and why.
 
         Raises:
-            ValueError: the view was not captured.
+            ValueError: the view was not captured, or is not an array view.
         """
-        value = getattr(self, name) if name != STATS else None
+        if name == STATS or name not in VIEWS:
+            raise ValueError(f"'{name}' is not an array view; valid: {', '.join(v for v in VIEWS if v != STATS)}")
+        value = getattr(self, name)
         if value is None:
             why = self.omitted.get(name, "it was not requested from capture (the analysis must declare it in Needs)")
             raise ValueError(f"{self.kind} attention has no '{name}' view: {why}")

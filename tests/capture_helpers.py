@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.model.views import ViewRequest, views_from_arrays
-from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, ROWS, STATS, AttentionViews, Needs, TokenSeq
+from attnviz.types import VIEWS, AttentionViews, Needs, TokenSeq
 
 #: Every view capture can build (gradients and value norms included).
-EVERY_VIEW = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL}), value_norms=True)
+EVERY_VIEW = Needs(attention=frozenset(VIEWS), value_norms=True)
 #: Every view that needs no backward pass.
-FORWARD_VIEWS = Needs(attention=frozenset({ROWS, HEAD_MEAN, STATS, NORM_ROWS, FULL}), value_norms=True)
+FORWARD_VIEWS = Needs(
+    attention=frozenset(view for view in VIEWS if not Needs(attention=frozenset({view})).gradients), value_norms=True
+)
 
 
 def views(

@@ -34,13 +34,15 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 @pytest.fixture(scope="session")
 def tiny_loaded(tiny_path: Callable[..., Path]) -> Callable[..., LoadedModel]:
-    """``tiny_loaded(kind, padding_side="right", task=None)`` → a model from ``attnviz.model.loading.load_model``."""
-    cache: dict[tuple[str, str, str | None], LoadedModel] = {}
+    """``tiny_loaded(kind, padding_side="right", task=None, capture="auto")`` → a model from
+    ``attnviz.model.loading.load_model``; ``capture="eager"`` keeps eager attention, whose weights the model returns."""
+    cache: dict[tuple[str, str, str | None, str], LoadedModel] = {}
 
-    def get(kind: str, padding_side: str = "right", task: str | None = None) -> LoadedModel:
-        key = (kind, padding_side, task)
+    def get(kind: str, padding_side: str = "right", task: str | None = None, capture: str = "auto") -> LoadedModel:
+        key = (kind, padding_side, task, capture)
         if key not in cache:
-            cache[key] = load_model(ModelOptions(name=str(tiny_path(kind, padding_side)), task=task))
+            options = ModelOptions(name=str(tiny_path(kind, padding_side)), task=task, capture=capture)  # type: ignore[arg-type]
+            cache[key] = load_model(options)
         return cache[key]
 
     return get

@@ -7,10 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from capture_helpers import EVERY_VIEW, FORWARD_VIEWS
 
 from attnviz.errors import ModelError
 from attnviz.model.capture import capture_batch, resolve_max_length
-from attnviz.types import Example
+from attnviz.types import FULL, Example, Needs
 
 TEXTS = [
     "The cat sat quietly on the warm windowsill.",
@@ -42,43 +43,46 @@ CASES = [
 @pytest.mark.parametrize(("kind", "side"), CASES)
 def test_rows_sum_to_one_over_real_tokens(tiny_loaded: Callable, kind: str, side: str) -> None:
     loaded = tiny_loaded(kind, side)
-    for cap in capture_batch(loaded, examples(TEXTS), max_length=64):
+    for cap in capture_batch(loaded, examples(TEXTS), max_length=64, needs=FORWARD_VIEWS):
         att = cap.main
         n = len(cap.sequences["input"])
-        assert att.weights.shape == (2, 4, n, n)
-        np.testing.assert_allclose(att.weights.sum(axis=-1), 1.0, atol=1e-5)
-        assert att.weights.dtype == np.float32
+        assert att.shape == (2, 4, n, n)
+        assert att.full.shape == (2, 4, n, n)
+        np.testing.assert_allclose(att.full.sum(axis=-1), 1.0, atol=1e-5)
+        assert att.full.dtype == np.float32
 
 
 @pytest.mark.parametrize(("kind", "side"), CASES)
 def test_batched_equals_one_at_a_time(tiny_loaded: Callable, kind: str, side: str) -> None:
     loaded = tiny_loaded(kind, side)
-    batched = capture_batch(loaded, examples(TEXTS), max_length=64)
+    batched = capture_batch(loaded, examples(TEXTS), max_length=64, needs=FORWARD_VIEWS)
     for i, cap in enumerate(batched):
-        alone = capture_batch(loaded, examples(TEXTS)[i : i + 1], max_length=64)[0]
+        alone = capture_batch(loaded, examples(TEXTS)[i : i + 1], max_length=64, needs=FORWARD_VIEWS)[0]
         assert cap.sequences["input"].tokens == alone.sequences["input"].tokens
-        np.testing.assert_allclose(cap.main.weights, alone.main.weights, atol=1e-5)
+        np.testing.assert_allclose(cap.main.full, alone.main.full, atol=1e-5)
         assert cap.prediction.text == alone.prediction.text
         assert cap.prediction.score == pytest.approx(alone.prediction.score, abs=1e-5)
 
 
 def test_explained_row_is_first_token_for_bert_and_last_for_gpt2(tiny_loaded: Callable) -> None:
-    bert = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64)
+    bert = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64, needs=FORWARD_VIEWS)
     for cap in bert:
         assert cap.explained.weights[0, 0] == 1.0
         assert cap.explained.labels == ("first token '[CLS]'",)
     for side in ("left", "right"):
-        gpt = capture_batch(tiny_loaded("gpt2-classifier", side), examples(TEXTS[:2]), max_length=64)
+        gpt = capture_batch(
+            tiny_loaded("gpt2-classifier", side), examples(TEXTS[:2]), max_length=64, needs=FORWARD_VIEWS
+        )
         for cap in gpt:
             n = len(cap.sequences["input"])
             assert cap.explained.weights[0, n - 1] == 1.0
             assert cap.main.causal
             # causal: nothing above the diagonal
-            assert np.allclose(np.triu(cap.main.weights[0, 0], k=1), 0.0)
+            assert np.allclose(np.triu(cap.main.full[0, 0], k=1), 0.0)
 
 
 def test_classifier_prediction_uses_config_labels(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64)[0]
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64, needs=FORWARD_VIEWS)[0]
     assert set(cap.prediction.probabilities) == {"negative", "positive"}
     assert cap.prediction.text == max(cap.prediction.probabilities, key=cap.prediction.probabilities.get)
     assert sum(cap.prediction.probabilities.values()) == pytest.approx(1.0)
@@ -86,7 +90,7 @@ def test_classifier_prediction_uses_config_labels(tiny_loaded: Callable) -> None
 
 def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
     loaded = tiny_loaded("bert-base")
-    single, pair = capture_batch(loaded, examples(TEXTS[:2], [None, "Rainy."]), max_length=64)
+    single, pair = capture_batch(loaded, examples(TEXTS[:2], [None, "Rainy."]), max_length=64, needs=FORWARD_VIEWS)
     n = len(single.sequences["input"])
     np.testing.assert_allclose(single.explained.weights, np.full((1, n), 1 / n))
     assert set(single.attentions) == {"self"}
@@ -95,7 +99,9 @@ def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
 
 
 def test_pairs_are_segmented(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64)[0]
+    cap = capture_batch(
+        tiny_loaded("bert-classifier"), examples(["the cat sat"], ["the dog ran"]), max_length=64, needs=FORWARD_VIEWS
+    )[0]
     seq = cap.sequences["input"]
     assert seq.segments[0] == 0 and seq.segments[-1] == 1
     assert seq.words == ("the", "cat", "sat", "the", "dog", "ran")
@@ -105,7 +111,7 @@ def test_pairs_are_segmented(tiny_loaded: Callable) -> None:
 def test_truncation_is_reported(tiny_loaded: Callable) -> None:
     loaded = tiny_loaded("bert-classifier")
     long_text, short = TEXTS[2], TEXTS[1]
-    capped = capture_batch(loaded, examples([long_text, short]), max_length=8)
+    capped = capture_batch(loaded, examples([long_text, short]), max_length=8, needs=FORWARD_VIEWS)
     assert capped[0].truncated and capped[0].original_length > 8
     assert len(capped[0].sequences["input"]) == 8
     assert not capped[1].truncated
@@ -121,11 +127,12 @@ def test_sdpa_without_weights_is_a_model_error(tiny_path: Callable) -> None:
     from attnviz.config import ModelOptions
     from attnviz.model.loading import load_model
 
-    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
+    # The eager capture path reads the weights the model returns; plain SDPA returns none.
+    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier")), capture="eager"))
     loaded.model.set_attn_implementation("sdpa")
     try:
         with pytest.raises(ModelError, match="returned no self attention weights .*'sdpa'"):
-            capture_batch(loaded, examples(TEXTS[:1]), max_length=32)
+            capture_batch(loaded, examples(TEXTS[:1]), max_length=32, needs=FORWARD_VIEWS)
     finally:
         loaded.model.set_attn_implementation("eager")
 
@@ -134,28 +141,26 @@ def test_wrong_layer_count_is_a_model_error(tiny_path: Callable) -> None:
     from attnviz.config import ModelOptions
     from attnviz.model.loading import load_model
 
-    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier"))))
+    loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier")), capture="eager"))
     loaded.model.config.num_hidden_layers = 5
     with pytest.raises(ModelError, match="attention for 2 layers but its config has 5"):
-        capture_batch(loaded, examples(TEXTS[:1]), max_length=32)
+        capture_batch(loaded, examples(TEXTS[:1]), max_length=32, needs=FORWARD_VIEWS)
 
 
 def test_gradients_are_captured_when_asked(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64, gradients=True)[0]
-    assert cap.main.grads is not None and cap.main.grads.shape == cap.main.weights.shape
-    assert np.abs(cap.main.grads).sum() > 0
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:2]), max_length=64, needs=EVERY_VIEW)[0]
+    assert cap.main.full_grads is not None and cap.main.full_grads.shape == cap.main.full.shape
+    assert np.abs(cap.main.full_grads).sum() > 0
 
 
 def test_capture_is_frozen(tiny_loaded: Callable) -> None:
-    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64)[0]
+    needs = Needs(attention=frozenset({FULL}))
+    cap = capture_batch(tiny_loaded("bert-classifier"), examples(TEXTS[:1]), max_length=64, needs=needs)[0]
     with pytest.raises(AttributeError):
         cap.task = "other"  # type: ignore[misc]
+    cut = replace(cap.main, shape=(*cap.main.shape[:2], 2, 2), full=cap.main.full[:, :, :2, :2])  # valid on its own
     with pytest.raises(ValueError, match="expected"):
-        replace(
-            cap,
-            sequences={"input": cap.sequences["input"]},
-            attentions={"self": replace(cap.main, weights=cap.main.weights[:, :, :2, :2])},
-        )
+        replace(cap, sequences={"input": cap.sequences["input"]}, attentions={"self": cut})
 
 
 def test_bfloat16_weights_still_give_float32_rows_that_sum_to_one(tiny_path: Callable) -> None:
@@ -164,6 +169,6 @@ def test_bfloat16_weights_still_give_float32_rows_that_sum_to_one(tiny_path: Cal
 
     loaded = load_model(ModelOptions(name=str(tiny_path("bert-classifier")), dtype="bfloat16"))
     assert loaded.dtype == "bfloat16"
-    cap = capture_batch(loaded, examples(TEXTS[:1]), max_length=64)[0]
-    assert cap.main.weights.dtype == np.float32
-    np.testing.assert_allclose(cap.main.weights.sum(-1), 1.0, atol=2e-2)  # bf16 softmax is only ~1e-2 exact
+    cap = capture_batch(loaded, examples(TEXTS[:1]), max_length=64, needs=FORWARD_VIEWS)[0]
+    assert cap.main.full.dtype == np.float32
+    np.testing.assert_allclose(cap.main.full.sum(-1), 1.0, atol=2e-2)  # bf16 softmax is only ~1e-2 exact

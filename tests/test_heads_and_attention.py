@@ -6,10 +6,9 @@ import math
 
 import numpy as np
 import pytest
-
-from attnviz.analysis import AnalysisContext, get_analysis, list_analyses
 from capture_helpers import views
 
+from attnviz.analysis import AnalysisContext, get_analysis, list_analyses
 from attnviz.errors import UnknownNameError
 from attnviz.types import AttentionViews, Capture, Example, ExplainedRows, Prediction, TokenSeq
 

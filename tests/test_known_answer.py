@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 from bs4 import BeautifulSoup
 
-from attnviz.analysis.pipeline import analyze
+from attnviz.analysis.pipeline import analyze, combined_needs
 from attnviz.api import render_reports
 from attnviz.config import ModelOptions, RenderOptions
 from attnviz.model.capture import capture_batch
 from attnviz.model.loading import LoadedModel, load_model
-from attnviz.types import Example
+from attnviz.types import HEAD_MEAN, Example, Needs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "known_answer"
+HEAD_MEANS = Needs(attention=frozenset({HEAD_MEAN}))
+MARKER_METHODS = ["attention", "rollout", "relevancy"]
 
 
 def fixture(name: str) -> LoadedModel:
@@ -81,9 +83,9 @@ def test_copy_task_later_tokens_attend_to_the_matching_earlier_token() -> None:
             )
         )
     hits = total = 0
-    for cap in capture_batch(loaded, examples, max_length=64):
+    for cap in capture_batch(loaded, examples, max_length=64, needs=HEAD_MEANS):
         k = (len(cap.sequences["input"]) - 2) // 2  # <|endoftext|> w1..wk | w1..wk
-        mean = cap.main.weights[-1].astype(np.float64).mean(axis=0)
+        mean = cap.main.head_mean[-1]  # last layer, mean of heads
         for j in range(1, k + 1):
             hits += int(np.argmax(mean[k + j])) == j  # the row predicting copy j looks at the first w_j
             total += 1
@@ -109,8 +111,9 @@ def marker_reports() -> list:
     ]
     reports = []
     for start in range(0, len(examples), 8):
-        for cap in capture_batch(loaded, examples[start : start + 8], max_length=64, gradients=True):
-            reports.append(analyze(cap, ["attention", "rollout", "relevancy"], index=cap.example.index))
+        batch = examples[start : start + 8]
+        for cap in capture_batch(loaded, batch, max_length=64, needs=combined_needs(MARKER_METHODS)):
+            reports.append(analyze(cap, MARKER_METHODS, index=cap.example.index))
     return reports
 
 
@@ -144,11 +147,12 @@ def test_generated_reversal_is_correct_and_anti_diagonal() -> None:
     """Without a target attnviz generates; the reversal model must reverse and align anti-diagonally."""
     loaded = fixture("reverse-seq2seq")
     source = "amber iris koala delta grove"
-    cap = capture_batch(loaded, [Example(id="g", source="t:1", fields={"source": source}, index=0)], max_length=32)[0]
+    example = Example(id="g", source="t:1", fields={"source": source}, index=0)
+    cap = capture_batch(loaded, [example], max_length=32, needs=HEAD_MEANS)[0]
     assert cap.prediction.text.split() == source.split()[::-1]
     assert cap.prediction.details["generated"]
     target, src = cap.sequences["target"], cap.sequences["source"]
     rows = [i for i, s in enumerate(target.special) if not s]
     cols = [j for j, s in enumerate(src.special) if not s]
-    mean = cap.attentions["cross"].weights[-1].mean(axis=0)
+    mean = cap.attentions["cross"].head_mean[-1]  # last layer, mean of heads
     assert [cols.index(cols[int(np.argmax(mean[i, cols]))]) for i in rows] == list(range(len(cols)))[::-1]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from capture_helpers import FORWARD_VIEWS
 
 from attnviz.config import ModelOptions
 from attnviz.model.capture import capture_batch
@@ -28,18 +29,21 @@ def ex(text: str, pair: str | None = None, i: int = 0) -> Example:
 
 class TestRealMiniLM:
     def test_six_layers_twelve_heads_rows_sum_to_one(self, minilm: LoadedModel) -> None:
-        cap = capture_batch(minilm, [ex("The library opens at nine every morning.")], max_length=128)[0]
+        cap = capture_batch(
+            minilm, [ex("The library opens at nine every morning.")], max_length=128, needs=FORWARD_VIEWS
+        )[0]
         n = len(cap.sequences["input"])
-        assert cap.main.weights.shape == (6, 12, n, n)
-        np.testing.assert_allclose(cap.main.weights.sum(-1), 1.0, atol=1e-5)
+        assert cap.main.shape == (6, 12, n, n)
+        assert cap.main.full.shape == (6, 12, n, n)
+        np.testing.assert_allclose(cap.main.full.sum(-1), 1.0, atol=1e-5)
         assert cap.sequences["input"].tokens[0] == "[CLS]" and cap.sequences["input"].special[-1]
 
     def test_batched_equals_alone(self, minilm: LoadedModel) -> None:
         texts = ["Short one.", "A somewhat longer sentence about trains leaving the station late."]
-        batched = capture_batch(minilm, [ex(t, i=i) for i, t in enumerate(texts)], max_length=128)
+        batched = capture_batch(minilm, [ex(t, i=i) for i, t in enumerate(texts)], max_length=128, needs=FORWARD_VIEWS)
         for i, text in enumerate(texts):
-            alone = capture_batch(minilm, [ex(text, i=i)], max_length=128)[0]
-            np.testing.assert_allclose(batched[i].main.weights, alone.main.weights, atol=1e-5)
+            alone = capture_batch(minilm, [ex(text, i=i)], max_length=128, needs=FORWARD_VIEWS)[0]
+            np.testing.assert_allclose(batched[i].main.full, alone.main.full, atol=1e-5)
 
     def test_pair_similarity_ranks_paraphrase_above_unrelated(self, minilm: LoadedModel) -> None:
         para, unrelated = capture_batch(
@@ -49,6 +53,7 @@ class TestRealMiniLM:
                 ex("A man is playing a guitar.", "The stock market fell sharply today."),
             ],
             max_length=128,
+            needs=FORWARD_VIEWS,
         )
         assert para.prediction.score > 0.6 > unrelated.prediction.score
         assert para.prediction.text.startswith("cosine similarity")

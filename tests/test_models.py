@@ -30,11 +30,17 @@ def test_detect_task(architectures: list[str] | None, task: str) -> None:
 
 
 def test_loaded_model_is_eager_eval_and_detected(tiny_loaded: Callable) -> None:
-    loaded = tiny_loaded("bert-classifier")
-    assert loaded.task == "classify"
+    loaded = tiny_loaded("bert-classifier", capture="eager")
+    assert loaded.task == "classify" and loaded.capture == "eager"
     assert loaded.model.config._attn_implementation == "eager"
     assert not loaded.model.training
     assert loaded.device == "cpu" and loaded.dtype == "float32"
+    # By default a covered architecture takes the fast path: SDPA through attnviz's attention function.
+    default = tiny_loaded("bert-classifier")
+    assert default.task == "classify" and default.capture == "fast"
+    assert default.model.config._attn_implementation == "attnviz"
+    assert not default.model.training
+    assert default.device == "cpu" and default.dtype == "float32"
 
 
 def test_task_override_loads_the_task_class(tiny_loaded: Callable) -> None:

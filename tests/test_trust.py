@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from capture_helpers import FORWARD_VIEWS
 
 from attnviz.analysis import AnalysisContext, AnalysisResult, TokenScores, get_analysis
 from attnviz.analysis.faithfulness import erasure_scores
-from attnviz.analysis.pipeline import analyze
+from attnviz.analysis.pipeline import analyze, combined_needs
 from attnviz.config import ModelOptions
 from attnviz.model.capture import capture_batch
 from attnviz.model.loading import load_model
@@ -137,7 +138,10 @@ def test_integrated_gradients_equals_input_x_gradient_on_a_linear_model() -> Non
 def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable) -> None:
     loaded = tiny_loaded("bert-classifier")
     cap = capture_batch(
-        loaded, [Example(id="a", source="t:1", fields={"text": "the cat sat on the mat"})], max_length=64
+        loaded,
+        [Example(id="a", source="t:1", fields={"text": "the cat sat on the mat"})],
+        max_length=64,
+        needs=FORWARD_VIEWS,
     )[0]
     predictor = loaded_task_predictor(loaded, cap)
     ixg, ig, delta = predictor.attributions(steps=50)
@@ -167,9 +171,10 @@ def test_marker_known_answer_faithfulness() -> None:
         for i, r in enumerate(rows)
     ]
     comp, random_comp, drops = [], [], []
-    for cap in capture_batch(loaded, examples, max_length=64):
+    methods = ["attention", "faithfulness"]
+    for cap in capture_batch(loaded, examples, max_length=64, needs=combined_needs(methods)):
         predictor = loaded_task_predictor(loaded, cap)
-        report = analyze(cap, ["attention", "faithfulness"], index=0, predictor=predictor)
+        report = analyze(cap, methods, index=0, predictor=predictor)
         comp.append(report.scalars["comprehensiveness.attention"])
         random_comp.append(report.scalars["random_comprehensiveness"])
         marker = rows[int(cap.example.index)]["marker_index"] + 1  # +1 for [CLS]

@@ -71,6 +71,7 @@ def _run(
         The model outputs, the recorder, output-projection outputs per kind, and their biases per kind.
     """
     model = model if model is not None else loaded.model
+    assert model.config._attn_implementation == "eager", "the identities need the attention weights eager returns"
     outputs_by_kind = OUTPUTS[model_kind]
     captured: dict[str, list[torch.Tensor]] = {kind: [] for kind in outputs_by_kind}
     biases: dict[str, list[torch.Tensor]] = {kind: [] for kind in outputs_by_kind}
@@ -130,14 +131,14 @@ def _identity_errors(loaded: LoadedModel, model_kind: str, texts: list[str]) -> 
 )
 def test_kobayashi_identity(tiny_loaded: Callable[..., LoadedModel], model_kind: str) -> None:
     """Σ_h Σ_j α^h_ij f^h(x_j) + b_O equals the output projection's output (fp32, one unpadded sentence)."""
-    errors = _identity_errors(tiny_loaded(model_kind), model_kind, [SOURCE])
+    errors = _identity_errors(tiny_loaded(model_kind, capture="eager"), model_kind, [SOURCE])
     assert set(errors) == set(OUTPUTS[model_kind])
     assert max(errors.values()) < TOLERANCE, errors
 
 
 def test_kobayashi_identity_padded_batch(tiny_loaded: Callable[..., LoadedModel]) -> None:
     """With padding, padded keys get α = 0 and the identity still holds at every position."""
-    loaded = tiny_loaded("bert-classifier")
+    loaded = tiny_loaded("bert-classifier", capture="eager")
     texts = [SOURCE, "Where is the nearest station?"]
     outputs, recorder, _, _ = _run(loaded, "bert-classifier", texts)
     mask = _inputs(loaded, texts, False)["attention_mask"]
@@ -149,7 +150,7 @@ def test_kobayashi_identity_padded_batch(tiny_loaded: Callable[..., LoadedModel]
 
 def test_gqa_gives_query_heads(tiny_loaded: Callable[..., LoadedModel]) -> None:
     """Llama with fewer key/value heads: norms have num_attention_heads heads."""
-    loaded = tiny_loaded("llama-lm")
+    loaded = tiny_loaded("llama-lm", capture="eager")
     config = loaded.model.config
     assert config.num_key_value_heads < config.num_attention_heads
     _, recorder, _, _ = _run(loaded, "llama-lm", [SOURCE])
@@ -159,7 +160,7 @@ def test_gqa_gives_query_heads(tiny_loaded: Callable[..., LoadedModel]) -> None:
 
 def test_norm_of_weighted_vector_is_weight_times_norm(tiny_loaded: Callable[..., LoadedModel]) -> None:
     """‖α^h_ij f^h(x_j)‖ = α^h_ij · ‖f^h(x_j)‖ for every head (α ≥ 0), so no (B, H, n, n, D) tensor is needed."""
-    outputs, recorder, _, _ = _run(tiny_loaded("bert-classifier"), "bert-classifier", [SOURCE])
+    outputs, recorder, _, _ = _run(tiny_loaded("bert-classifier", capture="eager"), "bert-classifier", [SOURCE])
     for alpha, f, norm in zip(outputs.attentions, recorder.vectors("self"), recorder.norms("self"), strict=True):
         direct = torch.linalg.vector_norm(alpha[..., None] * f[:, :, None, :, :], dim=-1)  # (B, H, n, n)
         torch.testing.assert_close(direct, alpha * norm[:, :, None, :], rtol=1e-6, atol=1e-7)
@@ -167,7 +168,7 @@ def test_norm_of_weighted_vector_is_weight_times_norm(tiny_loaded: Callable[...,
 
 def test_equal_norms_give_attention_weights(tiny_loaded: Callable[..., LoadedModel]) -> None:
     """Zero value weights make f^h(x_j) = b_V^h W_O^h the same for all j: normalised α·‖f‖ is then α itself."""
-    loaded = tiny_loaded("bert-classifier")
+    loaded = tiny_loaded("bert-classifier", capture="eager")
     model = copy.deepcopy(loaded.model)
     with torch.no_grad():
         for name, module in model.named_modules():

@@ -103,7 +103,7 @@ class ViewBuilder:
         self.self_attention = request.query == request.key
         self.full_ok = FULL in wanted
         main = request.explained is not None
-        square = main and q == k
+        square = main and self.self_attention
         # Products through the layers: stage l's vector enters at layer l, then every layer below applies.
         self.rollout = np.zeros((layers, len(request.explained), k)) if square and ROLLOUT in wanted else None
         self.relevancy = np.zeros((layers, len(request.explained), k)) if square and RELEVANCY in wanted else None

@@ -170,9 +170,7 @@ def test_encoder_decoder_with_negative_gradients():
     def neg(shape: tuple[int, ...]) -> np.ndarray:  # gradients <= 0 contribute nothing
         return -rng.random(shape)
 
-    r_dd, r_de = encoder_decoder_relevancy(
-        *cams(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape))
-    )
+    r_dd, r_de = encoder_decoder_relevancy(*cams(enc_a, neg(enc_a.shape), dec_a, neg(dec_a.shape), x_a, neg(x_a.shape)))
     np.testing.assert_array_equal(r_dd, np.eye(3))
     np.testing.assert_array_equal(r_de, np.zeros((3, 4)))
     # Only the cross-attention gradients positive: R̄_dd = R̄_ee = I by the zero-row guard,
