@@ -141,6 +141,7 @@ class Needs:
     model_reruns: bool = False
     reads_scores: bool = False
     produces_scores: bool = False
+
     def __post_init__(self) -> None:
         unknown = set(self.attention) - set(VIEWS)
         if unknown:

@@ -88,8 +88,14 @@ def test_every_method_gives_the_full_tensor_numbers(
         np.testing.assert_allclose(got[key], expected, atol=tolerance, rtol=0, err_msg=f"{family}-{side} {key}")
 
 
+@pytest.mark.parametrize("whole_batch", [True, False], ids=["whole-batch", "row-blocks"])
 @pytest.mark.parametrize("family, side", CASES)
-def test_fast_views_equal_eager_views(tiny_path: Callable[..., Path], family: str, side: str) -> None:
+def test_fast_views_equal_eager_views(
+    tiny_path: Callable[..., Path], family: str, side: str, whole_batch: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways the fast path recomputes attention (whole layers of the batch; row blocks of one example)."""
+    if not whole_batch:
+        monkeypatch.setattr("attnviz.model.capture.WHOLE_BATCH_ELEMENTS", 0)
     eager = _capture(_load(tiny_path, family, side, "eager"), EVERY_VIEW)
     fast = _capture(_load(tiny_path, family, side, "fast"), EVERY_VIEW)
     for slow_cap, fast_cap in zip(eager, fast, strict=True):
@@ -117,6 +123,7 @@ def test_row_blocks_give_the_same_views_as_one_block(
     loaded = _load(tiny_path, "llama-lm", "left", "fast")
     whole = _capture(loaded, EVERY_VIEW)
     monkeypatch.setattr("attnviz.model.views.CHUNK_ELEMENTS", 4 * 16)  # 4 heads × 16 keys: one row per block
+    monkeypatch.setattr("attnviz.model.capture.WHOLE_BATCH_ELEMENTS", 0)  # recompute block by block
     assert CHUNK_ELEMENTS > 64
     pieces = _capture(loaded, EVERY_VIEW)
     for one, many in zip(whole, pieces, strict=True):

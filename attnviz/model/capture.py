@@ -198,12 +198,32 @@ class _FastBlocks:
         self.layers = len(calls)
         self.heads = int(calls[0].query.shape[1])
         self.keys = int(calls[0].key.shape[2])
+        batch, queries = int(calls[0].query.shape[0]), int(calls[0].query.shape[2])
+        # Short inputs: one eager call per layer for the whole batch (as cheap as the eager path's slicing);
+        # long ones: one row block of one example at a time, so memory stays bounded.
+        self.whole = self.layers * batch * self.heads * queries * self.keys <= WHOLE_BATCH_ELEMENTS
+        self._cache: dict[tuple[str, int], Any] = {}
 
     def probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
-        return self.calls[layer].probs(b, rows)
+        return self._block("probs", layer, b, rows)
 
     def grad_probs(self, layer: int, b: int, rows: np.ndarray) -> Any:
-        return self.calls[layer].grad_probs(b, rows)
+        return self._block("grad_probs", layer, b, rows)
+
+    def _block(self, what: str, layer: int, b: int, rows: np.ndarray) -> Any:
+        import torch
+
+        compute = getattr(self.calls[layer], what)
+        if not self.whole:
+            return compute(slice(b, b + 1), torch.as_tensor(rows))[0]
+        if (what, layer) not in self._cache:
+            self._cache[what, layer] = compute(slice(None))
+        return self._cache[what, layer][b, :, rows]
+
+
+#: Below this many numbers in a kind's attention (layers × batch × heads × q × k), the fast path recomputes whole
+#: layers for the whole batch at once; above it, row blocks of one example.
+WHOLE_BATCH_ELEMENTS = 1 << 24
 
 
 def _recorder(loaded: LoadedModel, wanted: bool) -> Any:

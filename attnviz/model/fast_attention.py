@@ -18,7 +18,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 NAME = "attnviz"
@@ -47,49 +46,55 @@ class Call:
     kwargs: dict[str, Any]
     grad_output: torch.Tensor | None = None
 
-    def probs(self, b: int, rows: np.ndarray) -> torch.Tensor:
-        """(H, c, k) float32 attention probabilities of example b for a block of query rows, as eager computes them."""
+    def probs(self, batch: slice, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, H, c, k) float32 attention probabilities of the examples in ``batch`` for query ``rows`` (None: all),
+        as the model family's eager function computes them."""
         eager = eager_function(self.module)
         kwargs = {**self.kwargs, "dropout": 0.0}
-        index = torch.as_tensor(rows, device=self.query.device)
         bias = kwargs.get("position_bias")
         if isinstance(bias, torch.Tensor):
-            kwargs["position_bias"] = _example(bias, b)[:, :, index]
-        query = self.query[b : b + 1, :, index]
-        mask = self._mask(b, index)
-        _, weights = eager(self.module, query, self.key[b : b + 1], self.value[b : b + 1], mask, **kwargs)
-        return weights[0].float()
+            kwargs["position_bias"] = _rows(_examples(bias, batch), rows)
+        query = _rows(self.query[batch], rows)
+        mask = self._mask(batch, rows)
+        _, weights = eager(self.module, query, self.key[batch], self.value[batch], mask, **kwargs)
+        return weights.float()
 
-    def grad_probs(self, b: int, rows: np.ndarray) -> torch.Tensor:
-        """(H, c, k) float32 ∂score/∂A of example b for a block of query rows: ∂score/∂O · Vᵀ."""
+    def grad_probs(self, batch: slice, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, H, c, k) float32 ∂score/∂A of the examples in ``batch`` for query ``rows``: ∂score/∂O · Vᵀ."""
         if self.grad_output is None:
             raise RuntimeError("no gradient reached this attention call; run the backward pass first")
-        index = torch.as_tensor(rows, device=self.grad_output.device)
-        grad = self.grad_output[b, index].transpose(0, 1).float()  # (H, c, d_v)
-        value = self.value[b].float()
-        groups = grad.shape[0] // value.shape[0]
+        grad = self.grad_output[batch].transpose(1, 2).float()  # (b, H, q, d_v)
+        grad = _rows(grad, rows)
+        value = self.value[batch].float()
+        groups = grad.shape[1] // value.shape[1]
         if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
-            value = value.repeat_interleave(groups, dim=0)
+            value = value.repeat_interleave(groups, dim=1)
         return grad @ value.transpose(-1, -2)
 
-    def _mask(self, b: int, rows: torch.Tensor) -> torch.Tensor | None:
-        """The eager (additive) form of SDPA's mask for the block's rows."""
+    def _mask(self, batch: slice, rows: torch.Tensor | None) -> torch.Tensor | None:
+        """The eager (additive) form of SDPA's mask for the rows."""
         dtype = self.query.dtype
         if self.mask is None:
             if not self.causal:
                 return None
-            allowed = rows[:, None] >= torch.arange(self.key.shape[2], device=rows.device)[None, :]
+            device = self.query.device
+            positions = torch.arange(self.query.shape[2], device=device) if rows is None else rows
+            allowed = positions[:, None] >= torch.arange(self.key.shape[2], device=device)[None, :]
             return torch.where(allowed, 0.0, torch.finfo(dtype).min).to(dtype)[None, None]
-        mask = _example(self.mask, b)[:, :, rows]
+        mask = _rows(_examples(self.mask, batch), rows)
         if mask.dtype == torch.bool:
             return torch.where(mask, 0.0, torch.finfo(dtype).min).to(dtype)
         return mask
 
 
-def _example(tensor: torch.Tensor, b: int) -> torch.Tensor:
-    """Example b of a batch-first tensor that may be broadcast over the batch (leading size 1)."""
-    b = min(b, tensor.shape[0] - 1)
-    return tensor[b : b + 1]
+def _examples(tensor: torch.Tensor, batch: slice) -> torch.Tensor:
+    """The examples of a batch-first tensor that may be broadcast over the batch (leading size 1)."""
+    return tensor if tensor.shape[0] == 1 else tensor[batch]
+
+
+def _rows(tensor: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """Query rows (dimension 2) of a (b, H, q, ...) tensor; None keeps them all."""
+    return tensor if rows is None else tensor[:, :, rows]
 
 
 @dataclass
