@@ -19,10 +19,13 @@ from tiny_models import FAMILIES
 from attnviz.analysis.pipeline import analyze, combined_needs, run_order
 from attnviz.analysis.relevancy import self_relevancy
 from attnviz.analysis.rollout import attention_rollout
-from attnviz.config import GenerationOptions, ModelOptions
-from attnviz.model.capture import capture_batch
+from attnviz.api import render_reports
+from attnviz.config import GenerationOptions, ModelOptions, RenderOptions
+from attnviz.errors import UsageError
+from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import load_model
 from attnviz.model.views import CHUNK_ELEMENTS, ViewRequest, views_from_arrays
+from attnviz.output.schema import validate_summary
 from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, RELEVANCY, ROLLOUT, ROWS, STATS, Example, Needs
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "eager_scores.npz"
@@ -209,3 +212,22 @@ def test_run_order_follows_what_analyses_read() -> None:
     given = ["plausibility", "faithfulness", "agreement", "relevancy", "heads", "attention"]
     assert run_order(given) == ["relevancy", "heads", "attention", "agreement", "plausibility", "faithfulness"]
     assert combined_needs(["faithfulness"]).model_reruns and not combined_needs(["attention"]).model_reruns
+
+
+@pytest.mark.parametrize("path", ["fast", "eager"])
+def test_summary_says_which_capture_path_ran(tiny_path: Callable[..., Path], tmp_path: Path, path: str) -> None:
+    data = tmp_path / "in.txt"
+    data.write_text("the cat sat on the mat\n", encoding="utf-8")
+    options = RenderOptions(out_dir=tmp_path / "out", methods=("attention",), formats=("json",))
+    summary = render_reports([str(data)], options, loaded=_load(tiny_path, "bert-classifier", "right", path))
+    assert summary["run"]["capture"] == path
+    validate_summary(summary)
+
+
+def test_max_length_beyond_the_model_is_refused_in_words(tiny_loaded: Callable[..., object]) -> None:
+    loaded = tiny_loaded("bert-classifier")
+    assert resolve_max_length(loaded, None) == 128  # the tiny models' positions, under the default 512
+    assert resolve_max_length(loaded, 128) == 128
+    with pytest.raises(UsageError, match=r"--max-length 129 is more than model .* takes \(128 tokens\)") as err:
+        resolve_max_length(loaded, 129)
+    assert err.value.exit_status == 2
