@@ -298,6 +298,21 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """What only one task shows on an example page, drawn by that task's own template partial.
+
+    Attributes:
+        template: the partial in ``templates/`` that draws it (e.g. ``_panel_answer.html.j2``).
+        title: the card's heading.
+        fields: the untrusted texts and values the partial shows (escaped by the template engine).
+    """
+
+    template: str
+    title: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Capture:
     """Everything the forward (and backward) pass produced for one example; no torch inside.
 
@@ -307,6 +322,7 @@ class Capture:
         sequences: token sequences by name (``input``; or ``source`` and ``target``).
         attentions: attention views by kind.
         capture_path: ``fast`` (SDPA forward, views from q and k in row chunks) or ``eager`` (reference).
+        panel: the task's own part of the page (answer in context, continuation), when it has one.
         explained: rows to read token importance from.
         prediction: the model's output.
         truncated: True when the input was cut at ``--max-length``.
@@ -322,6 +338,7 @@ class Capture:
     truncated: bool = False
     original_length: int = 0
     capture_path: str = "eager"
+    panel: Panel | None = None
 
     def __post_init__(self) -> None:
         for att in self.attentions.values():

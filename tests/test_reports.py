@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from bs4 import BeautifulSoup
 from PIL import Image
@@ -15,6 +19,7 @@ from PIL import Image
 from attnviz.analysis.pipeline import page_name
 from attnviz.api import render_reports
 from attnviz.config import RenderOptions
+from attnviz.output.colors import rgb
 
 HOSTILE = ["<script>alert(1)</script> was great", '"><img src=x onerror=alert(1)> awful']
 
@@ -83,25 +88,57 @@ def test_no_remote_urls_and_csp(run: tuple[Path, dict[str, Any]]) -> None:
         assert page.find("link") is None
 
 
+def _cells(payload: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    """Dequantised matrices of a page's packed heatmap data: value = level / levels · scale."""
+    levels = np.frombuffer(zlib.decompress(base64.b64decode(payload["data"])), dtype=np.uint8).reshape(shape)
+    return levels / payload["levels"] * np.asarray(payload["scale"])[:, :, None, None]
+
+
 def test_example_page_structure(run: tuple[Path, dict[str, Any]]) -> None:
     out, summary = run
+    entry = summary["examples"][0]
     page = soup(out / "examples" / "r0.html")
     assert page.find("h1").get_text() == "r0"
-    assert page.select_one(".pred").get_text() == summary["examples"][0]["prediction"]["text"]
-    heat = page.select_one('table.heat[data-kind="self"]')
-    n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
-    assert len(heat.select("tbody tr")) == n
-    assert [th.get_text() for th in heat.select("thead th")][1:] == summary["examples"][0]["sequences"]["input"][
-        "tokens"
-    ]
-    row_sums = [sum(int(td.get_text()) for td in tr.select("td")) for tr in heat.select("tbody tr")]
-    assert all(95 <= s <= 105 for s in row_sums)  # cells are rounded percentages
-    assert len(page.select("details img.fig")) >= 2  # one head grid per layer
+    assert page.select_one(".pred").get_text() == entry["prediction"]["text"]
+    tokens = entry["sequences"]["input"]["tokens"]
+    n = len(tokens)
+    heat = page.select_one('.hm[data-kind="self"]')
+    # Labels are text (sharp, selectable), one per row and column, the full token in the title.
+    assert [span["title"] for span in heat.select(".hm-cols span")] == tokens
+    assert [span["title"] for span in heat.select(".hm-rows span")] == tokens
+    # The static heatmap (scripts off): one pixel per cell, the last layer's head mean in the shared palette.
+    tensors = np.load(out / "examples" / "r0.npz")["attention_self"].astype(np.float64)  # (L, H, n, n)
+    mean = tensors[-1].mean(axis=0)
+    still = Image.open(io.BytesIO(base64.b64decode(heat.select_one("img.hm-static")["src"].split(",", 1)[1])))
+    assert still.size == (n, n)
+    np.testing.assert_array_equal(np.asarray(still.convert("RGB")), rgb(mean / mean.max()))
+    # The script's data: every layer's head mean (256 levels) and every head (16 levels), packed once.
+    data = json.loads(page.find("script", id="attnviz-data").string)
+    (payload,) = data["attentions"]
+    assert [payload[k] for k in ("kind", "num_layers", "num_heads", "q", "k")] == ["self", 2, 4, n, n]
+    means = _cells(payload["mean"], (2, 1, n, n))[:, 0]
+    np.testing.assert_allclose(means, tensors.mean(axis=1), atol=0.5 / 255 * means.max() + 1e-6)
+    heads = _cells(payload["heads"], (2, 4, n, n))
+    np.testing.assert_allclose(heads, tensors, atol=0.5 / 15 * tensors.max() + 1e-6)
+    assert len(page.select("details.head-grid")) == 2  # every layer's heads, collapsed until opened
+    # Nothing embedded twice and nothing the page does not show: the only image is the static heatmap.
+    assert [img["class"] for img in page.find_all("img")] == [["hm-static"]]
     metric_tables = page.select("table.heat.metric")
     assert len(metric_tables) == 8 and len(metric_tables[0].select("tbody tr")) == 2  # one table per head metric
-    data = json.loads(page.find("script", id="attnviz-data").string)
-    assert data["methods"][0]["method"] == "attention"
-    assert len(data["attentions"][0]["weights"]) == 2  # layers
+    assert data["names"][0] == "attention" and len(data["methods"][0]) == 2  # stages (layers) of each method
+
+
+def test_page_allows_only_its_own_scripts(run: tuple[Path, dict[str, Any]]) -> None:
+    """The Content-Security-Policy lists the hash of each inline script on the page, and nothing else runs."""
+    out, _ = run
+    html = (out / "examples" / "r0.html").read_text(encoding="utf-8")
+    page = BeautifulSoup(html, "html.parser")
+    csp = page.find("meta", attrs={"http-equiv": "Content-Security-Policy"})["content"]
+    scripts = [tag.string for tag in page.find_all("script") if not tag.get("type")]
+    assert len(scripts) == 1
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode("utf-8")).digest()).decode("ascii")
+    assert f"script-src 'sha256-{digest}';" in csp
+    assert "unsafe-inline' ;" not in csp and "unsafe-eval" not in csp and "script-src 'unsafe-inline'" not in csp
 
 
 def test_truncation_stated_on_page(run: tuple[Path, dict[str, Any]]) -> None:

@@ -106,6 +106,7 @@ def capture_batch(
         used = {where.query for where in layout.values()} | {where.key for where in layout.values()}
         sequences = {name: token_seq(batch.streams[name], b, loaded.tokenizer) for name in sorted(used)}
         prediction, explained = task.interpret(forward, batch, b, sequences, loaded)
+        panel = task.panel(example, prediction)
         attentions = {}
         for kind, where in layout.items():
             rows = batch.streams[where.query].keep(b)
@@ -137,6 +138,7 @@ def capture_batch(
                 truncated=any(batch.streams[name].truncated[b] for name in used),
                 original_length=first.original_lengths[b],
                 capture_path=loaded.capture,
+                panel=panel,
             )
         )
     return captures

@@ -36,13 +36,25 @@ def _rgb(hex_colour: str) -> np.ndarray:
 _STOPS = np.stack([_rgb(c) for c in PALETTE])
 
 
+def rgb(levels: np.ndarray | float) -> np.ndarray:
+    """Colours for normalised levels in [0, 1]: (...) → (..., 3) uint8, linearly interpolated between palette stops.
+
+    The one colour formula: HTML shading, canvas heatmaps and PNGs all come from it.
+    """
+    x = np.clip(np.nan_to_num(np.asarray(levels, dtype=np.float64)), 0.0, 1.0) * (len(PALETTE) - 1)
+    low = np.floor(x).astype(int)
+    high = np.minimum(low + 1, len(PALETTE) - 1)
+    return np.round(_STOPS[low] + (_STOPS[high] - _STOPS[low]) * (x - low)[..., None]).astype(np.uint8)
+
+
 def hex_colour(level: float) -> str:
-    """Colour for a normalised level in [0, 1], linearly interpolated between palette stops."""
-    x = float(np.clip(level, 0.0, 1.0)) * (len(PALETTE) - 1)
-    low = int(np.floor(x))
-    high = min(low + 1, len(PALETTE) - 1)
-    rgb = _STOPS[low] + (_STOPS[high] - _STOPS[low]) * (x - low)
-    return "#" + "".join(f"{int(round(c)):02x}" for c in rgb)
+    """Colour for a normalised level in [0, 1] as ``#rrggbb``."""
+    return "#" + "".join(f"{int(c):02x}" for c in rgb(level))
+
+
+def level_class(level: float) -> str:
+    """CSS class of the palette stop nearest to a level (``c0`` … ``c9``): colours without inline styles."""
+    return f"c{int(round(float(np.clip(np.nan_to_num(level), 0.0, 1.0)) * (len(PALETTE) - 1)))}"
 
 
 def text_colour(level: float) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -20,14 +22,18 @@ from attnviz.output.base import (
     register_renderer,
     write_text,
 )
-from attnviz.output.colors import PALETTE, hex_colour, normalize, text_colour
+from attnviz.output.colors import PALETTE, hex_colour, level_class, normalize, rgb, text_colour
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
-# Above this many numbers the page embeds only head means (the full tensor would bloat the page).
-MAX_EMBEDDED_WEIGHTS = 250_000
+# Token labels longer than this are shortened on heatmaps (the full text is in the title).
+MAX_LABEL = 24
+# Quantisation of the matrices the page's script draws: head means to 256 levels, single heads to 16.
+MEAN_LEVELS, HEAD_LEVELS = 255, 15
+# The script sources are filled in per page (hashes of its own inline scripts); nothing else may run.
+CSP_SCRIPTS = "attnviz-script-hashes"
 CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+    f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {CSP_SCRIPTS}; "
     "base-uri 'none'; form-action 'none'"
 )
 
@@ -55,14 +61,36 @@ def environment() -> Any:
         keep_trailing_newline=True,
     )
     env.globals.update(csp=CSP, palette=PALETTE)
+    env.filters["compact_css"] = compact_css
+    env.filters["compact_js"] = compact_js
     env.filters["heat"] = lambda v: hex_colour(float(v or 0.0))
     env.filters["heat_text"] = lambda v: text_colour(float(v or 0.0))
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
     return env
 
 
+def compact_css(text: str) -> str:
+    """A stylesheet without comments and runs of whitespace (every page carries its own copy)."""
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return re.sub(r"\s*([{};:,>])\s*", r"\1", re.sub(r"\s+", " ", text)).strip()
+
+
+def compact_js(text: str) -> str:
+    """A script without its indentation and whole-line comments (our scripts only: no line starts inside a string)."""
+    lines = (line.strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("//"))
+
+
 def render_template(name: str, **context: Any) -> str:
-    return str(environment().get_template(name).render(**context))
+    """Render a page; its Content-Security-Policy allows exactly the inline scripts it holds, by hash."""
+    page = str(environment().get_template(name).render(**context))
+    # Executable scripts come only from our templates: data reaches a page autoescaped (``<`` → ``&lt;``) or
+    # inside ``tojson`` blocks (``<`` → ``\u003c``), so every ``<script>`` tag here is one we wrote.
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii") + "'"
+        for code in re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+    )
+    return page.replace(CSP_SCRIPTS, hashes or "'none'", 1)
 
 
 def data_uri(png: bytes) -> str:
@@ -70,55 +98,36 @@ def data_uri(png: bytes) -> str:
 
 
 def _cell(value: float, vmax: float | None) -> dict[str, Any]:
-    level = float(normalize(np.array([value]), vmax)[0])
-    return {"value": float(value), "bg": hex_colour(level), "fg": text_colour(level)}
+    """A value with the palette class of its level (colours live in the stylesheet, not on every cell)."""
+    return {"value": float(value), "cls": level_class(float(normalize(np.array([value]), vmax)[0]))}
 
 
 def token_units(report: ExampleReport, seq: TokenSeq, scores: TokenScores, stage: int) -> dict[str, list]:
-    """Word view (sub-words merged) and token view of one method at one stage, with colours."""
+    """Word view (sub-words merged) and token view of one method at one stage, with colour classes."""
     token_values = scores.at(stage)
     word_values = report.word_scores(scores, stage)
     vmax_tokens = float(token_values[~seq.special_mask].max()) if (~seq.special_mask).any() else None
     vmax_words = float(word_values.max()) if len(word_values) else None
     words, tokens, seen = [], [], set()
     for i, text in enumerate(seq.tokens):
+        segment = seq.segments[i]
         tokens.append(
-            {
-                "text": text,
-                "special": seq.special[i],
-                "segment": seq.segments[i],
-                **_cell(token_values[i], vmax_tokens if not seq.special[i] else None),
-            }
+            {"text": text, "special": seq.special[i], "segment": segment, **_cell(token_values[i], vmax_tokens)}
         )
         w = seq.word_ids[i]
         if w is None:
-            words.append(
-                {
-                    "text": text,
-                    "special": True,
-                    "segment": seq.segments[i],
-                    "value": float(token_values[i]),
-                    "bg": "#eeeeee",
-                    "fg": "#555555",
-                }
-            )
+            words.append({"text": text, "special": True, "segment": segment, "value": float(token_values[i])})
         elif w not in seen:
             seen.add(w)
             words.append(
-                {
-                    "text": seq.words[w],
-                    "special": False,
-                    "segment": seq.segments[i],
-                    **_cell(word_values[w], vmax_words),
-                }
+                {"text": seq.words[w], "special": False, "segment": segment, **_cell(word_values[w], vmax_words)}
             )
     return {"words": words, "tokens": tokens}
 
 
-def _levels(values: np.ndarray, special: np.ndarray | None) -> list[float]:
-    mask = ~special if special is not None else np.ones(len(values), dtype=bool)
-    vmax = float(values[mask].max()) if mask.any() else None
-    return [round(float(v), 4) for v in normalize(values, vmax)]
+def _rounded(values: np.ndarray) -> list[float]:
+    """Scores for the page's script: 3 significant digits are more than a colour shows (summary.json has 6)."""
+    return [float(f"{v:.3g}") for v in np.asarray(values, dtype=np.float64)]
 
 
 def _special_mass(values: np.ndarray, seq: TokenSeq) -> float | None:
@@ -132,17 +141,11 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
     views = []
     for scores in report.token_scores:
         seq = report.capture.sequences[scores.sequence]
-        stages = []
-        for s in range(len(scores.stage_labels)):
-            word_values = report.word_scores(scores, s)
-            stages.append(
-                {
-                    "tokens": _levels(scores.at(s), seq.special_mask),
-                    "words": _levels(word_values, None),
-                    "token_values": [round(float(v), 4) for v in scores.at(s)],
-                    "word_values": [round(float(v), 4) for v in word_values],
-                }
-            )
+        # Values only: the script normalises them as the page does (tokens by the largest non-special one).
+        stages = [
+            {"tokens": _rounded(scores.at(s)), "words": _rounded(report.word_scores(scores, s))}
+            for s in range(len(scores.stage_labels))
+        ]
         views.append(
             {
                 "method": scores.method,
@@ -204,40 +207,73 @@ def trust_panel(report: ExampleReport) -> dict[str, Any] | None:
     }
 
 
-def task_panel(report: ExampleReport) -> dict[str, Any] | None:
-    """What only this task shows: the answer span in its context (qa); prompt or source and output."""
-    capture = report.capture
-    details = capture.prediction.details
-    if capture.task == "qa":
-        context = capture.example.fields["context"]
-        start, end = details["char_start"], details["char_end"]
-        return {
-            "kind": "qa",
-            "question": capture.example.fields["question"],
-            "before": context[:start],
-            "answer": context[start:end],
-            "after": context[end:],
-        }
-    if capture.task in ("lm", "seq2seq"):
-        return {
-            "kind": capture.task,
-            "generated": details.get("generated", False),
-            "source": capture.example.get("source") or capture.example.get("text"),
-        }
-    return None
-
-
-def heatmap_table(att: AttentionViews, layer: int, rows: TokenSeq, cols: TokenSeq) -> dict[str, Any]:
-    """The head-mean matrix of one layer as table cells (the script redraws other layers/heads)."""
-    matrix = att.view(HEAD_MEAN)[layer]
-    vmax = float(matrix.max()) or 1.0
+def heatmap(att: AttentionViews, rows: TokenSeq, cols: TokenSeq) -> dict[str, Any]:
+    """The labelled heatmap of one attention kind: token labels as text, a static 1-pixel-per-cell image of the
+    last layer's head mean (what shows with scripts off), and the numbers the script draws every layer and
+    head from."""
+    last = att.num_layers - 1
     return {
-        "rows": list(rows.tokens),
-        "cols": list(cols.tokens),
+        "rows": [display_label(t) for t in rows.tokens],
+        "cols": [display_label(t) for t in cols.tokens],
+        "row_titles": list(rows.tokens),
+        "col_titles": list(cols.tokens),
         "row_breaks": rows.segment_starts,
         "col_breaks": cols.segment_starts,
-        "cells": [[_cell(v, vmax) for v in row] for row in matrix],
-        "layer": layer,
+        "layer": last,
+        "cell": cell_pixels(max(att.shape[2:])),
+        "static": data_uri(pixel_png(normalize(att.view(HEAD_MEAN)[last]))),
+        "payload": attention_payload(att),
+    }
+
+
+def display_label(text: str) -> str:
+    """A token as a short label (the full text goes in the title): drawing cost must not grow with its length."""
+    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
+
+
+def cell_pixels(tokens: int) -> int:
+    """Cell size of a heatmap so that it fits about 640 px, between 3 and 18 px."""
+    return max(3, min(18, 640 // max(tokens, 1)))
+
+
+def pixel_png(levels: np.ndarray) -> bytes:
+    """An image with one pixel per cell in the shared palette (the page scales it with ``image-rendering``)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb(levels), mode="RGB").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def attention_payload(att: AttentionViews) -> dict[str, Any]:
+    """Every layer's head mean (256 levels) and, for short inputs, every head (16 levels), quantised per cell.
+
+    Each matrix is scaled by its own maximum (value = level / levels · scale), packed once and deflated:
+    16 levels are more than the palette's 10 colours show, and keep every head of a 30-token MiniLM page
+    to about 17 KB.
+    """
+    packed = {"mean": _quantised(att.view(HEAD_MEAN)[:, None], MEAN_LEVELS)}
+    if att.full is not None:
+        packed["heads"] = _quantised(att.full, HEAD_LEVELS)
+    q, k = att.shape[2:]
+    return {"kind": att.kind, "num_layers": att.num_layers, "num_heads": att.num_heads, "q": q, "k": k, **packed}
+
+
+def _quantised(matrices: np.ndarray, levels: int) -> dict[str, Any]:
+    """(L, H, q, k) → per-matrix scales and the base64 of the deflated cells, one byte each (layer, head, row,
+    column), in ``levels`` steps of the matrix's maximum."""
+    import zlib
+
+    values = np.asarray(matrices, dtype=np.float64)
+    scale = values.max(axis=(2, 3))  # (L, H)
+    safe = np.where(scale > 0, scale, 1.0)[:, :, None, None]
+    cells = np.clip(np.round(values / safe * levels), 0, levels).astype(np.uint8)
+    return {
+        "levels": levels,
+        "scale": [[float(f"{v:.6g}") for v in row] for row in scale],
+        "data": base64.b64encode(zlib.compress(cells.tobytes(), 9)).decode("ascii"),
     }
 
 
@@ -256,51 +292,27 @@ def view_limits(att: AttentionViews) -> list[str]:
     return notes
 
 
-def attention_payload(att: AttentionViews) -> dict[str, Any]:
-    """Numbers the script needs to redraw the heatmap: every head when small enough, else head means."""
-    full = att.full is not None and att.full.size <= MAX_EMBEDDED_WEIGHTS
-    weights = att.full if full else att.view(HEAD_MEAN)[:, None]
-    return {"kind": att.kind, "full": full, "weights": np.round(weights.astype(np.float64), 4).tolist()}
-
-
 def metric_tables(report: ExampleReport, kind: str) -> list[dict[str, Any]]:
-    tables = []
-    for metric in report.head_metrics:
-        if metric.attention != kind:
-            continue
-        tables.append(
-            {
-                "name": metric.name,
-                "label": metric.label,
-                "note": metric.note,
-                "rows": [[_cell(v, metric.vmax) for v in row] for row in metric.values],
-                "heads": metric.values.shape[1],
-            }
-        )
-    return tables
+    return [
+        {
+            "name": metric.name,
+            "label": metric.label,
+            "note": metric.note,
+            "rows": [[_cell(v, metric.vmax) for v in row] for row in metric.values],
+            "heads": metric.values.shape[1],
+        }
+        for metric in report.head_metrics
+        if metric.attention == kind
+    ]
 
 
-def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mapping[str, Any]) -> str:
-    """Render ``examples/<page>.html``."""
-    from attnviz.output.png import figure_name
-
+def example_page(report: ExampleReport, run: Mapping[str, Any]) -> str:
+    """Render ``examples/<page>.html``: no image but the small static heatmaps; the script draws the rest."""
     capture = report.capture
     attentions = []
     # The attention the explanation is read from comes first (cross-attention for seq2seq).
     ordered = sorted(capture.attentions.values(), key=lambda a: a.kind != capture.explained.attention)
     for att in ordered:
-        rows = capture.sequences[att.query]
-        cols = capture.sequences[att.key]
-        grids = [
-            {"layer": layer + 1, "src": data_uri(figures[name])}
-            for layer in range(att.num_layers)
-            if (name := figure_name("heads", att.kind, f"layer{layer + 1}")) in figures
-        ]
-        metric_pngs = {
-            m.name: data_uri(figures[n])
-            for m in report.head_metrics
-            if m.attention == att.kind and (n := figure_name(m.name, att.kind)) in figures
-        }
         attentions.append(
             {
                 "kind": att.kind,
@@ -309,19 +321,13 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
                 "query": att.query,
                 "key": att.key,
                 "causal": att.causal,
-                "table": heatmap_table(att, att.num_layers - 1, rows, cols) if drawable(att) else None,
-                "payload": attention_payload(att) if drawable(att) else None,
+                "heatmap": heatmap(att, capture.sequences[att.query], capture.sequences[att.key])
+                if drawable(att)
+                else None,
                 "limits": view_limits(att),
-                "grids": grids,
                 "metrics": metric_tables(report, att.kind),
-                "metric_pngs": metric_pngs,
             }
         )
-    bars = {
-        ts.method: data_uri(figures[n])
-        for ts in report.token_scores
-        if (n := figure_name("scores", ts.method)) in figures
-    }
     prediction = capture.prediction
     return render_template(
         "example.html.j2",
@@ -331,7 +337,7 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
         prediction=prediction,
         probabilities=sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]),
         explained=capture.explained.labels,
-        panel=task_panel(report),
+        panel=capture.panel,
         trust=trust_panel(report),
         messages=report.messages,
         correlations=report.method_correlations(),
@@ -340,28 +346,104 @@ def example_page(report: ExampleReport, figures: Mapping[str, bytes], run: Mappi
         original_length=capture.original_length,
         lengths={name: len(seq) for name, seq in capture.sequences.items()},
         methods=method_views(report),
-        bars=bars,
         attentions=attentions,
         word_merge=report.word_merge,
         special_count=sum(sum(seq.special) for seq in capture.sequences.values()),
     )
 
 
+# The index writes this many example rows as HTML (what a reader sees with scripts off); its script pages,
+# sorts and filters all rows from one JSON block (``INDEX_FIELDS`` per row, in this order).
+INDEX_PAGE_ROWS = 100
+INDEX_FIELDS = (
+    "index",
+    "id",
+    "page",
+    "prediction",
+    "score",
+    "label",
+    "correct",
+    "top_words",
+    "mean_entropy",
+    "special_share",
+    "margin",
+    "truncated",
+    "original_length",
+)
+
+
+def _index_href(page: Any) -> str:
+    """A row's link, or ``""``: only relative paths (a merged or hand-edited summary could carry ``javascript:``)."""
+    from urllib.parse import urlsplit
+
+    text = str(page or "")
+    parts = urlsplit(text)
+    return "" if parts.scheme or parts.netloc or text.startswith(("/", "\\")) else text
+
+
+def _index_number(value: Any) -> float | None:
+    import math
+
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
+def _index_record(row: Mapping[str, Any]) -> list[Any]:
+    """One index row as the JSON list the page script reads (``INDEX_FIELDS``)."""
+    prediction = row["prediction"]
+    return [
+        row["index"],
+        str(row["id"]),
+        _index_href(row["page"]),
+        prediction["text"],
+        _index_number(prediction["score"]),
+        row["label"],
+        prediction["correct"],
+        [str(word[0]) for word in row["top_words"]],
+        _index_number(row["mean_entropy"]),
+        _index_number(row["mean_special_share"]),
+        _index_number(row["comprehensiveness_margin"]),
+        bool(row["truncated"]),
+        row["original_length"],
+    ]
+
+
 def index_page(header: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
-    """Render ``index.html`` from the run summary header and the short per-example rows."""
-    return render_template("index.html.j2", summary=header, rows=rows, run=header["run"])
+    """Render ``index.html`` from the run summary header and the short per-example rows.
+
+    The examples table holds the first ``INDEX_PAGE_ROWS`` rows as HTML; every row is in one
+    ``<script type="application/json">`` block (escaped by ``htmlsafe_json_dumps``: no ``<``, ``>``, ``&``
+    or ``'`` in it) that the page's script pages, sorts and filters, so the page stays light for big runs.
+    """
+    from jinja2.utils import htmlsafe_json_dumps
+
+    data = htmlsafe_json_dumps(
+        {"fields": INDEX_FIELDS, "rows": [_index_record(row) for row in rows]},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    first = [{**row, "page": _index_href(row["page"])} for row in rows[:INDEX_PAGE_ROWS]]
+    return render_template(
+        "index.html.j2",
+        summary=header,
+        rows=first,
+        total=len(rows),
+        page_rows=INDEX_PAGE_ROWS,
+        examples_data=data,
+        run=header["run"],
+    )
 
 
 class HtmlRenderer:
     name = "html"
     description = "examples/<id>.html per example and index.html (self-contained, no network)"
-    needs_figures = frozenset({"heads", "scores"})  # maps and the mean heatmap are HTML tables here
+    needs_figures: frozenset[str] = frozenset()  # the page draws its own heatmaps; it embeds no PNG file
     needs = DRAWN_VIEWS
 
     def write_example(
         self, report: ExampleReport, figures: Mapping[str, bytes], out: Path, run: Mapping[str, Any]
     ) -> None:
-        write_text(out / "examples" / f"{report.page}.html", example_page(report, figures, run))
+        write_text(out / "examples" / f"{report.page}.html", example_page(report, run))
 
     def write_run(self, summary: RunDocument, out: Path) -> None:
         write_text(out / "index.html", index_page(summary.header, summary.rows))

@@ -17,7 +17,7 @@ import numpy as np
 from attnviz.config import GenerationOptions
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
-from attnviz.types import Capture, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.types import Capture, Example, ExplainedRows, Panel, Prediction, TokenSeq
 
 
 @dataclass
@@ -121,6 +121,10 @@ class TaskAdapter(ABC):
     @abstractmethod
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
         """(B,) differentiable score each explanation is about (the predicted class logit by default)."""
+
+    def panel(self, example: Example, prediction: Prediction) -> Panel | None:
+        """What only this task shows on the page (a template partial and its fields); None: nothing."""
+        return None
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """A :class:`attnviz.model.predictor.Predictor` for erasure and attribution checks (None: not offered)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attnviz.config import GenerationOptions
+from attnviz.types import Panel, Prediction
 
 
 def generate_ids(model: Any, tokenizer: Any, input_ids: list[int], generation: GenerationOptions) -> list[int]:
@@ -44,3 +45,19 @@ def continuation_logprobs(logits: Any, targets: Any) -> Any:
     import torch
 
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def generation_panel(title: str, input_label: str, text: str, prediction: Prediction) -> Panel:
+    """The page's card for generative tasks: the input as given and the output, generated or given."""
+    generated = bool(prediction.details.get("generated", False))
+    return Panel(
+        template="_panel_generation.html.j2",
+        title=title,
+        fields={
+            "input_label": input_label,
+            "input": text,
+            "output_label": "Generated" if generated else "Given",
+            "output": prediction.text,
+            "generated": generated,
+        },
+    )

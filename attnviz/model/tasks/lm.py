@@ -16,9 +16,9 @@ from attnviz.config import GenerationOptions
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, ids_stream
-from attnviz.model.tasks.generate import continuation_logprobs, generate_ids
+from attnviz.model.tasks.generate import continuation_logprobs, generate_ids, generation_panel
 from attnviz.model.tokens import seq_from_ids
-from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Panel, Prediction, TokenSeq
 
 
 class LanguageModelTask(TaskAdapter):
@@ -88,6 +88,9 @@ class LanguageModelTask(TaskAdapter):
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
         """Log-probability of the whole continuation."""
         return (self._logprobs(forward, batch) * self._continuation_mask(batch)).sum(dim=-1)
+
+    def panel(self, example: Example, prediction: Prediction) -> Panel | None:
+        return generation_panel("Continuation", "Prompt", example.fields["text"], prediction)
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the mean log-probability of the continuation; only prompt tokens can be erased."""

@@ -11,7 +11,7 @@ from attnviz.config import GenerationOptions
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, stream_inputs
-from attnviz.types import INPUT, Capture, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.types import INPUT, Capture, Example, ExplainedRows, Panel, Prediction, TokenSeq
 
 MAX_ANSWER_TOKENS = 30
 
@@ -86,6 +86,20 @@ class QuestionAnsweringTask(TaskAdapter):
         start = torch.tensor([s for s, _ in spans])
         end = torch.tensor([e for _, e in spans])
         return forward.outputs.start_logits[rows, start] + forward.outputs.end_logits[rows, end]
+
+    def panel(self, example: Example, prediction: Prediction) -> Panel | None:
+        context, details = example.fields["context"], prediction.details
+        start, end = details["char_start"], details["char_end"]
+        return Panel(
+            template="_panel_answer.html.j2",
+            title="Answer in context",
+            fields={
+                "question": example.fields["question"],
+                "before": context[:start],
+                "answer": context[start:end],
+                "after": context[end:],
+            },
+        )
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores p(start) · p(end) of the original answer tokens (0 once either is erased)."""

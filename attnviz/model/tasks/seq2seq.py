@@ -17,9 +17,9 @@ from attnviz.config import GenerationOptions
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, encode_stream, ids_stream
-from attnviz.model.tasks.generate import continuation_logprobs, generate_ids
+from attnviz.model.tasks.generate import continuation_logprobs, generate_ids, generation_panel
 from attnviz.model.tokens import seq_from_ids
-from attnviz.types import SOURCE, TARGET, Capture, Example, ExplainedRows, Prediction, TokenSeq
+from attnviz.types import SOURCE, TARGET, Capture, Example, ExplainedRows, Panel, Prediction, TokenSeq
 
 DECODER_INPUT = "decoder_input"
 
@@ -111,6 +111,9 @@ class Seq2SeqTask(TaskAdapter):
         stream = batch.streams[TARGET]
         logprobs = continuation_logprobs(forward.outputs.logits, stream.input_ids)
         return (logprobs * stream.mask).sum(dim=-1)
+
+    def panel(self, example: Example, prediction: Prediction) -> Panel | None:
+        return generation_panel("Target", "Source", example.fields["source"], prediction)
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the mean log-probability of the target given an edited source."""
