@@ -82,7 +82,7 @@ def render_reports(
         with spool.open("w", encoding="utf-8") as spooled:
             for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
                 for report in explainer.reports(batch):
-                    _write_example(renderers, report, out, run)
+                    _write_example(renderers, report, out, run, options)
                     entry = example_summary(report)
                     spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
                     aggregate.add(entry)
@@ -128,6 +128,7 @@ def run_info(
         "device": loaded.device,
         "dtype": loaded.dtype,
         "capture": loaded.capture,
+        "score_is_confidence": get_task(loaded.task).score_is_confidence,
         "attnviz_version": found["attnviz"],
         "versions": found,
         "inputs": [arg if arg == "-" or Path(arg).is_file() else "<text>" for arg in inputs],
@@ -188,11 +189,13 @@ def _prepare_out(out: Path) -> Path:
     return out
 
 
-def _write_example(renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any]) -> None:
+def _write_example(
+    renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any], options: RenderOptions
+) -> None:
     from attnviz.output.png import draw_example
 
     groups = frozenset().union(*(r.needs_figures for r in renderers))
-    figures = draw_example(report, groups) if groups else {}
+    figures = draw_example(report, groups, options.png_layers) if groups else {}
     try:
         for renderer in renderers:
             renderer.write_example(report, figures, out, run)

@@ -64,3 +64,19 @@ def test_torch_lives_only_in_the_model_stage() -> None:
         if name.split(".")[0] in TORCH_SIDE
     ]
     assert not outside, "\n".join(outside)
+
+
+def test_renderers_do_not_know_tasks() -> None:
+    """Task-specific parts of a page come from the task adapter (``Capture.panel``); outputs never test task names."""
+    from attnviz.model.tasks import list_tasks
+
+    names = list_tasks()
+    sources = [*sorted((PACKAGE / "output").rglob("*.py")), *sorted((PACKAGE.parent / "templates").glob("*.j2"))]
+    offences = [
+        f"{path.name}: {line.strip()}"
+        for path in sources
+        for line in path.read_text(encoding="utf-8").splitlines()
+        for name in names
+        if f'"{name}"' in line or f"'{name}'" in line
+    ]
+    assert not offences, "\n".join(offences)

@@ -198,7 +198,10 @@ def test_encode_orders_by_method_agreement() -> None:
         entry(0, method_correlations=[{"a": "x", "b": "y", "spearman": 0.9}]),
         entry(1, method_correlations=[{"a": "x", "b": "y", "spearman": -0.2}]),
     ]
-    doc = document(examples, run={"model": "enc", "task": "encode", "options": {"methods": ["attention"]}})
+    doc = document(
+        examples,
+        run={"model": "enc", "task": "encode", "score_is_confidence": False, "options": {"methods": ["attention"]}},
+    )
     markdown = summary_markdown(doc)
     assert "lowest agreement between methods" in markdown
     assert markdown.index("| ex-1 |") < markdown.index("| ex-0 |")

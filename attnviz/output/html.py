@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.analysis import TokenScores
+from attnviz.analysis.faithfulness import DEFAULT_BINS, N_RANDOM_ORDERS
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.base import (
     DRAWN_VIEWS,
@@ -203,6 +204,8 @@ def trust_panel(report: ExampleReport) -> dict[str, Any] | None:
         "full_score": scalars.get("full_score"),
         "calls": scalars.get("erasure_model_calls"),
         "ig_delta": scalars.get("ig_delta"),
+        "random_orders": N_RANDOM_ORDERS,
+        "bins": [f"{100 * b:g}" for b in DEFAULT_BINS],
         "ig_total": scalars.get("ig_total"),
     }
 

@@ -34,7 +34,6 @@ MAX_TEXT = 60
 _SIGNIFICANT = re.compile(r"([\\`*_\[\]<>|#~&])")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\u0085\u2028\u2029]+")
 # Scores that measure the prediction's confidence, so the lowest ones are the first to look at.
-CONFIDENCE_TASKS = frozenset({"classify", "qa", "lm", "seq2seq"})
 KEY_METRICS = (
     ("accuracy", "accuracy"),
     ("mean_entropy", "mean head entropy"),
@@ -159,10 +158,9 @@ def _min_spearman(entry: Mapping[str, Any]) -> float | None:
     return min(rhos) if rhos else None
 
 
-def _worst(examples: Iterable[Mapping[str, Any]], task: Any, primary: Any) -> dict[str, Any]:
-    """The examples to look at first: wrong predictions, then (for confidence scores) the least confident,
-    then the lowest agreement between methods. Streams ``examples`` once, keeping only the few it shows."""
-    by_score = task in CONFIDENCE_TASKS
+def _worst(examples: Iterable[Mapping[str, Any]], by_score: bool, primary: Any) -> dict[str, Any]:
+    """The examples to look at first: wrong predictions, then (when the task's score is a confidence) the least
+    confident, then the lowest agreement between methods. Streams ``examples`` once, keeping only the few it shows."""
 
     def key(entry: Mapping[str, Any]) -> tuple[bool, float, float, int]:
         prediction = entry.get("prediction") or {}
@@ -225,7 +223,12 @@ def summary_markdown(document: Mapping[str, Any], check: CheckResult | None = No
         "key_rows": [row for row in key_rows if row[1] in metrics],
         "faithfulness": faithfulness,
         "flags": _flags(document, metrics, _methods(document, metrics)),
-        "worst": _worst(document.get("examples") or [], run.get("task"), dataset.get("primary_method")),
+        "worst": _worst(
+            document.get("examples") or [],
+            # Documents from before the field existed: every task but encode scored a confidence.
+            bool(run.get("score_is_confidence", True)),
+            dataset.get("primary_method"),
+        ),
         "disagreements": [
             (d.get("id", ""), number(d.get("min_spearman")))
             for d in dataset.get("disagreements") or []

@@ -87,6 +87,8 @@ class TaskAdapter(ABC):
     name: str
     description: str
     required_fields: tuple[str, ...] = ("text",)
+    #: The prediction's score is a confidence (low = unsure), so summaries list the least confident first.
+    score_is_confidence: bool = True
     line_field: str = "text"
 
     @abstractmethod

@@ -19,6 +19,7 @@ PAIR = "pair"
 
 class EncodeTask(TaskAdapter):
     name = "encode"
+    score_is_confidence = False  # a similarity or an embedding norm says nothing about being unsure
     description = "sentence encoder: mean-pooled embedding (pair: cosine similarity); explained row = mean of rows"
 
     def matches(self, architecture: str, config: Any) -> bool:
