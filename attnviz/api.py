@@ -245,7 +245,8 @@ def finish_report(
 
 
 def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None = None) -> ExampleReport:
-    """Capture and analyse one text without writing files (the terminal ``show`` view).
+    """Capture and analyse one text without writing files (the terminal ``show`` view); the capture also holds
+    what ``options.formats`` would draw, so the report can be rendered afterwards.
 
     Raises:
         InputError: empty text. ModelError: as for :func:`render_reports`.
@@ -254,7 +255,8 @@ def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None =
         raise InputError("<text>", "is empty", "text")
     loaded = loaded or load_model(options.model)
     example = Example(id="text", source="<text>", fields={get_task(loaded.task).line_field: text})
-    return next(_Explainer(loaded, options, expand_methods(options.methods), []).reports([example]))
+    drawn = [get_renderer(name).needs for name in options.formats]
+    return next(_Explainer(loaded, options, expand_methods(options.methods), drawn).reports([example]))
 
 
 class _Explainer:

@@ -79,6 +79,10 @@ def test_canvas_heatmap_draws_and_redraws(browser: Any, report: Path) -> None:
         page.evaluate("() => parseInt(getComputedStyle(document.querySelector('.hm')).getPropertyValue('--cell'))")
     )
     assert page.is_visible(".hm-canvas") and not page.is_visible(".hm-static")
+    # The token view is built by the script: one span per token, special tokens marked, shaded like the words.
+    page.select_option("#unit-select", "tokens")
+    token_spans = page.locator('.card.method[data-method="attention"] .tokens-view .tok')
+    assert token_spans.count() == n and token_spans.first.get_attribute("class") == "tok special"
     pixels = _pixels(page)
     assert pixels.shape[:2] == (n * cell, n * cell)  # one cell per query × key
     centres = pixels[cell // 2 :: cell, cell // 2 :: cell]

@@ -17,7 +17,6 @@ PALETTE: tuple[str, ...] = (
     "#08519c",
     "#08306b",
 )
-CMAP_NAME = "attnviz_blues"
 
 
 def normalize(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
@@ -52,18 +51,12 @@ def hex_colour(level: float) -> str:
     return "#" + "".join(f"{int(c):02x}" for c in rgb(level))
 
 
-def level_class(level: float) -> str:
-    """CSS class of the palette stop nearest to a level (``c0`` … ``c9``): colours without inline styles."""
-    return f"c{int(round(float(np.clip(np.nan_to_num(level), 0.0, 1.0)) * (len(PALETTE) - 1)))}"
+def level_classes(levels: np.ndarray) -> list[str]:
+    """CSS classes of the palette stops nearest to levels in [0, 1] (``c0`` … ``c9``): colours without inline styles."""
+    stops = np.rint(np.clip(np.nan_to_num(np.asarray(levels, dtype=np.float64)), 0.0, 1.0) * (len(PALETTE) - 1))
+    return [f"c{int(i)}" for i in np.ravel(stops)]
 
 
 def text_colour(level: float) -> str:
     """Dark text on light cells, white on dark ones."""
     return "#ffffff" if level > 0.55 else "#111111"
-
-
-def matplotlib_cmap():  # type: ignore[no-untyped-def]
-    """The same palette as a matplotlib colormap (imported lazily)."""
-    from matplotlib.colors import LinearSegmentedColormap
-
-    return LinearSegmentedColormap.from_list(CMAP_NAME, list(PALETTE))

@@ -23,7 +23,7 @@ from attnviz.output.base import (
     register_renderer,
     write_text,
 )
-from attnviz.output.colors import PALETTE, hex_colour, level_class, normalize, rgb, text_colour
+from attnviz.output.colors import PALETTE, hex_colour, level_classes, normalize, rgb, text_colour
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
@@ -98,32 +98,30 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _cell(value: float, vmax: float | None) -> dict[str, Any]:
-    """A value with the palette class of its level (colours live in the stylesheet, not on every cell)."""
-    return {"value": float(value), "cls": level_class(float(normalize(np.array([value]), vmax)[0]))}
+def _cells(values: np.ndarray, vmax: float | None) -> list[dict[str, Any]]:
+    """Values with the palette class of their level (colours live in the stylesheet, not on every cell)."""
+    values = np.asarray(values, dtype=np.float64)
+    return [
+        {"value": v, "cls": c} for v, c in zip(values.tolist(), level_classes(normalize(values, vmax)), strict=True)
+    ]
 
 
-def token_units(report: ExampleReport, seq: TokenSeq, scores: TokenScores, stage: int) -> dict[str, list]:
-    """Word view (sub-words merged) and token view of one method at one stage, with colour classes."""
-    token_values = scores.at(stage)
-    word_values = report.word_scores(scores, stage)
-    vmax_tokens = float(token_values[~seq.special_mask].max()) if (~seq.special_mask).any() else None
-    vmax_words = float(word_values.max()) if len(word_values) else None
-    words, tokens, seen = [], [], set()
+def word_units(report: ExampleReport, seq: TokenSeq, scores: TokenScores) -> list[dict[str, Any]]:
+    """The shaded words of one method at its default stage (sub-words merged; special tokens as they are).
+
+    The page's script builds the token view from the same numbers; with scripts off the words are shown.
+    """
+    word_cells = _cells(report.word_scores(scores), None)
+    token_values = scores.at()
+    units, seen = [], set()
     for i, text in enumerate(seq.tokens):
-        segment = seq.segments[i]
-        tokens.append(
-            {"text": text, "special": seq.special[i], "segment": segment, **_cell(token_values[i], vmax_tokens)}
-        )
         w = seq.word_ids[i]
         if w is None:
-            words.append({"text": text, "special": True, "segment": segment, "value": float(token_values[i])})
+            units.append({"text": text, "special": True, "segment": seq.segments[i], "value": float(token_values[i])})
         elif w not in seen:
             seen.add(w)
-            words.append(
-                {"text": seq.words[w], "special": False, "segment": segment, **_cell(word_values[w], vmax_words)}
-            )
-    return {"words": words, "tokens": tokens}
+            units.append({"text": seq.words[w], "special": False, "segment": seq.segments[i], **word_cells[w]})
+    return units
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -154,7 +152,8 @@ def method_views(report: ExampleReport) -> list[dict[str, Any]]:
                 "note": scores.note,
                 "stage_labels": list(scores.stage_labels),
                 "default_stage": scores.default_stage,
-                "units": token_units(report, seq, scores, scores.default_stage),
+                "sequence": scores.sequence,
+                "units": word_units(report, seq, scores),
                 "top": report.top_words(scores, 5),
                 "special_mass": _special_mass(scores.at(), seq),
                 "below_random": (report.scalars.get(f"comprehensiveness_margin.{scores.method}") or 1.0) <= 0,
@@ -246,7 +245,7 @@ def pixel_png(levels: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(rgb(levels), mode="RGB").save(buffer, format="PNG", optimize=True)
+    Image.fromarray(rgb(levels), mode="RGB").save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -276,7 +275,7 @@ def _quantised(matrices: np.ndarray, levels: int) -> dict[str, Any]:
     return {
         "levels": levels,
         "scale": [[float(f"{v:.6g}") for v in row] for row in scale],
-        "data": base64.b64encode(zlib.compress(cells.tobytes(), 9)).decode("ascii"),
+        "data": base64.b64encode(zlib.compress(cells.tobytes(), 6)).decode("ascii"),
     }
 
 
@@ -295,13 +294,17 @@ def view_limits(att: AttentionViews) -> list[str]:
     return notes
 
 
+def _rows_of(items: list[Any], width: int) -> list[list[Any]]:
+    return [items[i : i + width] for i in range(0, len(items), width)]
+
+
 def metric_tables(report: ExampleReport, kind: str) -> list[dict[str, Any]]:
     return [
         {
             "name": metric.name,
             "label": metric.label,
             "note": metric.note,
-            "rows": [[_cell(v, metric.vmax) for v in row] for row in metric.values],
+            "rows": _rows_of(_cells(metric.values.ravel(), metric.vmax), metric.values.shape[1]),
             "heads": metric.values.shape[1],
         }
         for metric in report.head_metrics
@@ -349,6 +352,12 @@ def example_page(report: ExampleReport, run: Mapping[str, Any]) -> str:
         original_length=capture.original_length,
         lengths={name: len(seq) for name, seq in capture.sequences.items()},
         methods=method_views(report),
+        # What the script needs to draw the token views: each scored sequence's tokens and their kinds.
+        sequences={
+            name: {"tokens": list(seq.tokens), "special": list(seq.special), "segments": list(seq.segments)}
+            for name, seq in capture.sequences.items()
+            if any(ts.sequence == name for ts in report.token_scores)
+        },
         attentions=attentions,
         word_merge=report.word_merge,
         special_count=sum(sum(seq.special) for seq in capture.sequences.values()),
@@ -432,6 +441,7 @@ def index_page(header: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> 
         rows=first,
         total=len(rows),
         page_rows=INDEX_PAGE_ROWS,
+        notes_column=any(row["truncated"] for row in rows),
         examples_data=data,
         run=header["run"],
     )
