@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bs4 import BeautifulSoup
+from page_helpers import heatmaps
 
 from attnviz.analysis.pipeline import analyze, combined_needs
 from attnviz.api import render_reports
@@ -51,17 +52,13 @@ def test_reversal_alignment_in_the_report_is_anti_diagonal(tmp_path: Path) -> No
     hits = total = 0
     for entry in summary["examples"]:
         page = BeautifulSoup((out / entry["page"]).read_text(encoding="utf-8"), "html.parser")
-        table = page.select_one('table.heat[data-kind="cross"]')  # last layer, mean of heads
-        cols = [th.get_text() for th in table.select("thead th")][1:]
-        source_words = [j for j, c in enumerate(cols) if c not in ("<s>", "</s>")]
-        for tr in table.select("tbody tr"):
-            token = tr.select_one("th").get_text()
-            if token in ("<s>", "</s>"):
-                continue
-            i = sum(1 for _ in tr.find_previous_siblings("tr")) - 1  # target word index (row 0 is <s>)
-            values = [float(td["title"]) for td in tr.select("td")]
-            best = max(source_words, key=lambda j: values[j])
-            hits += source_words.index(best) == len(source_words) - 1 - i
+        cross = heatmaps(page)["cross"]
+        matrix = cross["mean"][-1]  # last layer, mean of heads, as the page's heatmap shows it
+        source_words = [j for j, c in enumerate(cross["cols"]) if c not in ("<s>", "</s>")]
+        targets = [i for i, token in enumerate(cross["rows"]) if token not in ("<s>", "</s>")]
+        for position, i in enumerate(targets):  # position: target word index
+            best = max(source_words, key=lambda j: matrix[i, j])
+            hits += source_words.index(best) == len(source_words) - 1 - position
             total += 1
     assert total > 40 and hits / total >= 0.9, f"anti-diagonal for {hits}/{total} target words"
 

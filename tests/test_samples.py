@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
+from page_helpers import heatmaps
 
 from attnviz.api import render_reports
 from attnviz.config import GenerationOptions, RenderOptions
@@ -36,7 +37,7 @@ def test_sample_renders(tiny_loaded: Callable, tmp_path: Path, sample: str, kind
     validate_summary(summary)
     assert summary["counts"]["examples"] == len(lines)
     page = BeautifulSoup((tmp_path / summary["examples"][0]["page"]).read_text(encoding="utf-8"), "html.parser")
-    kinds = [table["data-kind"] for table in page.select("table.heat[data-kind]")]
+    kinds = list(heatmaps(page))
     expected = {"seq2seq": ["cross", "encoder", "decoder"]}.get(task, ["self"])
     assert kinds == expected
     if task == "qa":

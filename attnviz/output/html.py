@@ -256,9 +256,10 @@ def attention_payload(att: AttentionViews) -> dict[str, Any]:
     16 levels are more than the palette's 10 colours show, and keep every head of a 30-token MiniLM page
     to about 17 KB.
     """
-    packed = {"mean": _quantised(att.view(HEAD_MEAN)[:, None], MEAN_LEVELS)}
-    if att.full is not None:
-        packed["heads"] = _quantised(att.full, HEAD_LEVELS)
+    packed = {
+        "mean": _quantised(att.view(HEAD_MEAN)[:, None], MEAN_LEVELS),
+        "heads": None if att.full is None else _quantised(att.full, HEAD_LEVELS),
+    }
     q, k = att.shape[2:]
     return {"kind": att.kind, "num_layers": att.num_layers, "num_heads": att.num_heads, "q": q, "k": k, **packed}
 
