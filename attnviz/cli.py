@@ -217,6 +217,14 @@ def render(
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
     ] = "delete",
+    png_layers: Annotated[
+        str | None,
+        typer.Option(
+            help="Layers whose head grid is written as PNG: last, all, or 1-based layer numbers such as 1,2. "
+            "Default: last (the layer the attention scores and the mean heatmap show).",
+            show_default=False,
+        ),
+    ] = None,
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
     single_file: SingleFileOpt = None,
@@ -224,12 +232,23 @@ def render(
     debug: DebugOpt = False,
 ) -> None:
     """Render attention reports (HTML, PNG, summary.json, summary.md) for texts or JSONL files."""
-    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, GenerationOptions, RenderOptions
+    from attnviz.config import (
+        DEFAULT_FORMATS,
+        DEFAULT_METHODS,
+        DEFAULT_PNG_LAYERS,
+        GenerationOptions,
+        RenderOptions,
+        parse_png_layers,
+    )
     from attnviz.inputs import parse_field_map
 
     _choice(on_error, ("stop", "skip"), "--on-error")
     _choice(erasure, ("delete", "mask"), "--erasure")
     _choice(word_merge, ("sum", "mean", "max"), "--word-merge")
+    try:
+        layers = DEFAULT_PNG_LAYERS if png_layers is None else parse_png_layers(png_layers)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--png-layers") from None
 
     def call() -> Any:
         from attnviz.api import render_reports
@@ -251,6 +270,7 @@ def render(
             target_label=target_label,
             erasure=erasure,  # type: ignore[arg-type]
             seed=seed,
+            png_layers=layers,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(

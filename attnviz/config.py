@@ -21,10 +21,38 @@ DEFAULT_METHODS = (
 DEFAULT_FORMATS = ("html", "png", "json", "markdown")
 DEFAULT_IG_STEPS = 50
 
+#: Which layers get a head-grid PNG: ``last``, ``all``, or 1-based layer numbers.
+PngLayers = Literal["last", "all"] | tuple[int, ...]
+#: A review reads the last layer (the one the attention scores and the mean heatmap show); the HTML page has all.
+DEFAULT_PNG_LAYERS: PngLayers = "last"
+PNG_LAYERS_FORMS = "last, all, or 1-based layer numbers such as 1,2"
+
 Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 CapturePath = Literal["auto", "fast", "eager"]
 WordMerge = Literal["sum", "mean", "max"]
+
+
+def parse_png_layers(text: str) -> PngLayers:
+    """The text of ``--png-layers`` (``last``, ``all`` or ``N,M``) as a ``RenderOptions.png_layers`` value.
+
+    Raises:
+        ValueError: any other text; the message lists the valid forms.
+    """
+    if text in ("last", "all"):
+        return text  # type: ignore[return-value]
+    try:
+        layers = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        layers = ()
+    _check_png_layers(layers, text)
+    return layers
+
+
+def _check_png_layers(value: object, shown: str) -> None:
+    numbers = isinstance(value, tuple) and bool(value) and all(isinstance(n, int) and n >= 1 for n in value)
+    if value not in ("last", "all") and not numbers:
+        raise ValueError(f"png_layers must be {PNG_LAYERS_FORMS}, got '{shown}'")
 
 
 @dataclass(frozen=True)
@@ -112,6 +140,7 @@ class RenderOptions:
             predicted class.
         erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
         seed: seed of the random-order baseline (and of nothing else).
+        png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -129,8 +158,10 @@ class RenderOptions:
     target_label: str | None = None
     erasure: Literal["delete", "mask"] = "delete"
     seed: int = 0
+    png_layers: PngLayers = DEFAULT_PNG_LAYERS
 
     def __post_init__(self) -> None:
+        _check_png_layers(self.png_layers, str(self.png_layers))
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if self.max_length is not None and self.max_length < 2:
