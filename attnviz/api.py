@@ -143,6 +143,7 @@ def run_info(
             "on_error": options.on_error,
             "shard": f"{options.shard[0]}/{options.shard[1]}",
             "generation": dataclasses.asdict(options.generation),
+            "png_layers": options.png_layers,
         },
     }
 

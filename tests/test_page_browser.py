@@ -1,12 +1,9 @@
-"""An example page driven in a real browser (headless Chromium through Playwright).
-
-Skipped, with the reason, where Playwright or Chromium is missing; ``.ci/run`` installs both.
-"""
+"""An example page driven in a real browser (the ``browser`` fixture: headless Chromium through Playwright;
+skipped, with the reason, where either is missing; ``.ci/run`` installs both)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +14,8 @@ from attnviz.api import render_reports
 from attnviz.config import RenderOptions
 from attnviz.output.colors import rgb
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CELL_SIZE = "() => parseInt(getComputedStyle(document.querySelector('.hm')).getPropertyValue('--cell'))"
 STATIC_SIZE = "() => { const i = document.querySelector('.hm-static'); return [i.clientWidth, i.naturalWidth]; }"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install '.[test]')")
-    if CHROMIUM is None:
-        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium); .ci/run installs it")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +103,18 @@ def test_page_reads_without_scripts(browser: Any, report: Path) -> None:
     assert words[words.index("purred") - 3 : words.index("purred") + 1] == ["<", "b", ">", "purred"]  # text, not markup
     assert page.locator(".tokens b").count() == 0
     assert errors == []
+
+
+def test_single_file_bundle_runs_every_page_script(browser: Any, report: Path, tmp_path: Path) -> None:
+    """The bundle's policy allows the pages' scripts by hash (frames inherit it): no violation, heatmaps drawn."""
+    from attnviz.output.bundle import bundle_report
+
+    bundle = bundle_report(report.parent.parent, tmp_path / "one.html")
+    page, errors, requests = _open(browser, bundle)
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('iframe')).some("
+        "f => f.contentDocument && f.contentDocument.body && f.contentDocument.body.dataset.heatmaps === 'drawn')",
+        timeout=10_000,
+    )
+    assert errors == []
+    assert all(url.startswith(("file://", "about:")) for url in requests)

@@ -17,6 +17,7 @@ from attnviz.api import render_reports
 from attnviz.cli import app
 from attnviz.config import DEFAULT_PNG_LAYERS, PNG_LAYERS_FORMS, RenderOptions, parse_png_layers
 from attnviz.output import png
+from attnviz.output.base import MAX_LABEL_CHARS, display_label
 from attnviz.output.colors import PALETTE, rgb, text_colour
 from attnviz.types import AttentionViews, TokenSeq
 
@@ -129,16 +130,16 @@ def test_crowded_token_labels_are_thinned_not_overlapped() -> None:
 
 
 def test_long_token_is_shortened_and_keeps_the_image_size() -> None:
-    assert png.short_label("x" * 100) == "x" * (png.MAX_LABEL_CHARS - 1) + "…"
-    assert png.short_label("a\nb") == "a\\nb" and png.short_label("короткий") == "короткий"
+    assert display_label("x" * 100) == "x" * (MAX_LABEL_CHARS - 1) + "…"
+    assert display_label("a\nb") == "a\\nb" and display_label("короткий") == "короткий"
     matrix = np.full((3, 3), 1 / 3)
 
     def size(token: str) -> tuple[int, int]:
         tokens = seq(["a", token, "c"])
         return Image.open(io.BytesIO(png.heatmap(matrix, tokens, tokens, "t"))).size
 
-    cut = "y" * png.MAX_LABEL_CHARS
-    assert size(cut + "y") == size(cut + "y" * 100_000) == size(png.short_label(cut + "y"))
+    cut = "y" * MAX_LABEL_CHARS
+    assert size(cut + "y") == size(cut + "y" * 100_000) == size(display_label(cut + "y"))
 
 
 def test_metric_map_writes_values_in_contrasting_text() -> None:

@@ -25,6 +25,19 @@ DRAWN_VIEWS = Needs(
 )
 
 
+#: Token labels longer than this are cut with an ellipsis on heatmaps and figures (the full text stays in titles
+#: and summary.json), so a label's cost and width do not grow with the token.
+MAX_LABEL_CHARS = 24
+
+
+def display_label(text: str) -> str:
+    """A token as an axis label: control characters escaped, at most ``MAX_LABEL_CHARS`` characters."""
+    shown = "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: MAX_LABEL_CHARS + 1]
+    )
+    return shown if len(shown) <= MAX_LABEL_CHARS else shown[: MAX_LABEL_CHARS - 1] + "…"
+
+
 def drawable(att: AttentionViews) -> bool:
     """Whether an attention kind is short enough for heatmaps."""
     return max(att.shape[2:]) <= HEATMAP_MAX_TOKENS

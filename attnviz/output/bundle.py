@@ -10,14 +10,15 @@ fragment of the open file; with ``allow-same-origin`` a sandbox is no boundary f
 srcdoc frames share the outer page's origin, so its script can also size each frame to its page.
 
 A srcdoc frame inherits the outer page's Content-Security-Policy, so the outer policy is the pages' own
-(the ``csp`` global of the HTML environment): remote loads are forbidden; inline styles and scripts and
-``data:`` images are allowed. ``default-src 'none'`` does not stop the frames: srcdoc content is not
-fetched.
+(``html.CSP``) with the hashes of every script the pages and the bundle hold: remote loads are forbidden;
+inline styles, ``data:`` images and exactly those scripts are allowed. ``default-src 'none'`` does not stop
+the frames: srcdoc content is not fetched.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from attnviz.errors import OutputError
-from attnviz.output.html import environment
+from attnviz.output.html import CSP, CSP_SCRIPTS, environment, script_hash, script_hashes, script_sources
 
 INDEX_ANCHOR = "index"
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -110,6 +111,17 @@ def _title(path: Path, fallback: str) -> str:
     return html.unescape(found.group(1)).strip() if found else fallback
 
 
+def _listed_pages(index_text: str) -> list[str]:
+    """Every example page the index's data block lists, in input order (its HTML rows hold only the first ones)."""
+    from attnviz.output.html import INDEX_FIELDS
+
+    found = re.search(r'<script type="application/json" id="examples-data">(.*?)</script>', index_text, re.S)
+    if not found:
+        return []
+    column = INDEX_FIELDS.index("page")
+    return [str(row[column]) for row in json.loads(found.group(1))["rows"] if row[column]]
+
+
 def find_pages(out_dir: Path) -> tuple[Page, list[Page]]:
     """The index and the example pages in the order the index lists them (pages it does not link come last, by name).
 
@@ -120,10 +132,12 @@ def find_pages(out_dir: Path) -> tuple[Page, list[Page]]:
     if not index_path.is_file():
         raise OutputError(f"no index.html in '{out_dir}': bundle a report written with --format html")
     examples = {f"examples/{path.name}": path for path in sorted((out_dir / "examples").glob("*.html"))}
+    text = index_path.read_text(encoding="utf-8")
     finder = _LinkFinder()
-    finder.feed(index_path.read_text(encoding="utf-8"))
+    finder.feed(text)
     finder.close()
     linked = [_resolve("index.html", dict(attrs)["href"] or "") for *_, attrs in finder.links]
+    linked += [_resolve("index.html", page) for page in _listed_pages(text)]
     # The index's table links every example in input order, after highlights (e.g. where methods disagree
     # most) that link a few of them first; so each page's last link gives the table's order.
     last = {rel: position for position, rel in enumerate(linked) if rel in examples}
@@ -164,6 +178,11 @@ def bundle_report(out_dir: Path, target: Path) -> Path:
     """
     index, pages = find_pages(out_dir)
     anchors = {page.relative: page.anchor for page in (index, *pages)}
+    # Frames inherit this page's policy, so it allows its own script and the pages' (by hash); a first pass
+    # reads each page for its scripts, keeping only their hashes.
+    hashes = {script_hash(environment().get_template("_bundle.js.j2").render())}
+    for page in (index, *pages):
+        hashes |= script_hashes(page.path.read_text(encoding="utf-8"))
 
     def documents() -> Iterator[tuple[Page, str]]:
         for page in pages:
@@ -171,7 +190,11 @@ def bundle_report(out_dir: Path, target: Path) -> Path:
 
     template = environment().get_template("bundle.html.j2")
     chunks = template.generate(
-        index=index, index_document=frame_document(index, anchors), pages=documents(), count=len(pages)
+        index=index,
+        index_document=frame_document(index, anchors),
+        pages=documents(),
+        count=len(pages),
+        csp=CSP.replace(CSP_SCRIPTS, script_sources(hashes)),
     )
     tmp = target.with_name(target.name + ".tmp")
     try:

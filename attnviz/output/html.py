@@ -19,6 +19,7 @@ from attnviz.output.base import (
     DRAWN_VIEWS,
     HEAD_GRID_MAX_TOKENS,
     HEATMAP_MAX_TOKENS,
+    display_label,
     drawable,
     register_renderer,
     write_text,
@@ -27,8 +28,6 @@ from attnviz.output.colors import PALETTE, hex_colour, level_classes, normalize,
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
-# Token labels longer than this are shortened on heatmaps (the full text is in the title).
-MAX_LABEL = 24
 # Quantisation of the matrices the page's script draws: head means to 256 levels, single heads to 16.
 MEAN_LEVELS, HEAD_LEVELS = 255, 15
 # The script sources are filled in per page (hashes of its own inline scripts); nothing else may run.
@@ -85,13 +84,26 @@ def compact_js(text: str) -> str:
 def render_template(name: str, **context: Any) -> str:
     """Render a page; its Content-Security-Policy allows exactly the inline scripts it holds, by hash."""
     page = str(environment().get_template(name).render(**context))
-    # Executable scripts come only from our templates: data reaches a page autoescaped (``<`` → ``&lt;``) or
-    # inside ``tojson`` blocks (``<`` → ``\u003c``), so every ``<script>`` tag here is one we wrote.
-    hashes = " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii") + "'"
-        for code in re.findall(r"<script>(.*?)</script>", page, flags=re.S)
-    )
-    return page.replace(CSP_SCRIPTS, hashes or "'none'", 1)
+    return page.replace(CSP_SCRIPTS, script_sources(script_hashes(page)), 1)
+
+
+def script_hashes(page: str) -> set[str]:
+    """CSP hash sources of a page's inline scripts.
+
+    Executable scripts come only from our templates: data reaches a page autoescaped (``<`` → ``&lt;``) or
+    inside JSON blocks (``<`` → ``\u003c``), so every ``<script>`` tag (without attributes) is one we wrote.
+    """
+    return {script_hash(code) for code in re.findall(r"<script>(.*?)</script>", page, flags=re.S)}
+
+
+def script_hash(code: str) -> str:
+    """The CSP hash source that allows exactly this inline script."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def script_sources(hashes: set[str]) -> str:
+    """The ``script-src`` sources for these hashes (none: no script may run)."""
+    return " ".join(sorted(hashes)) or "'none'"
 
 
 def data_uri(png: bytes) -> str:
@@ -226,11 +238,6 @@ def heatmap(att: AttentionViews, rows: TokenSeq, cols: TokenSeq) -> dict[str, An
         "static": data_uri(pixel_png(normalize(att.view(HEAD_MEAN)[last]))),
         "payload": attention_payload(att),
     }
-
-
-def display_label(text: str) -> str:
-    """A token as a short label (the full text goes in the title): drawing cost must not grow with its length."""
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"
 
 
 def cell_pixels(tokens: int) -> int:

@@ -22,13 +22,12 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from attnviz.analysis import HeadMetric
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.config import DEFAULT_PNG_LAYERS, PngLayers
-from attnviz.output.base import DRAWN_VIEWS, drawable, example_dir, register_renderer
+from attnviz.output.base import DRAWN_VIEWS, display_label, drawable, example_dir, register_renderer
 from attnviz.output.colors import normalize, rgb, text_colour
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
 GRID_COLUMNS = 4
-MAX_LABEL_CHARS = 24  # longer tokens are cut with an ellipsis, so a label's cost and width are bounded
 TITLE_PX, TEXT_PX, TICK_PX = 14, 12, 11  # font sizes
 PAD = 10  # margin around the figure and between its parts
 TICK = 4  # tick mark length
@@ -73,14 +72,6 @@ def _line(font: ImageFont.FreeTypeFont) -> int:
     return ascent + descent
 
 
-def short_label(text: str) -> str:
-    """A token as shown on an axis: control characters escaped, at most ``MAX_LABEL_CHARS`` characters."""
-    shown = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: MAX_LABEL_CHARS + 1]
-    )
-    return shown if len(shown) <= MAX_LABEL_CHARS else shown[: MAX_LABEL_CHARS - 1] + "…"
-
-
 def _text(text: str, font: ImageFont.FreeTypeFont) -> np.ndarray:
     """One line of text as coverage, (line height, width) uint8 with 255 = ink."""
     mask = Image.new("L", (max(1, math.ceil(font.getlength(text))), _line(font)), 0)
@@ -96,7 +87,7 @@ def _label_strip(labels: Sequence[str], cell: int) -> np.ndarray:
     """
     font, margin = _font(TICK_PX), _half_line()
     step = math.ceil(_line(font) / cell)
-    shown = {i: short_label(labels[i]) for i in range(0, len(labels), step)}
+    shown = {i: display_label(labels[i]) for i in range(0, len(labels), step)}
     width = PAD + math.ceil(max((font.getlength(s) for s in shown.values()), default=0))
     mask = Image.new("L", (width, cell * len(labels) + 2 * margin), 0)
     draw = ImageDraw.Draw(mask)
