@@ -45,6 +45,24 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     return float(stats.kendalltau(*checked).statistic)
 
 
+def spearman_pairs(vectors: list[np.ndarray], pairs: list[tuple[int, int]]) -> list[float]:
+    """Spearman's ρ for many pairs of score vectors, each vector ranked once (what :func:`spearman` gives per pair).
+
+    Args:
+        vectors: (n,) finite score vectors.
+        pairs: index pairs into ``vectors`` (vectors of a pair must have the same length).
+
+    Returns:
+        ρ per pair; NaN where it is undefined (fewer than two values, or a constant vector).
+    """
+    ranks = [stats.rankdata(np.asarray(v, dtype=np.float64)) for v in vectors]
+    out = []
+    for i, j in pairs:
+        checked = _check_vectors(vectors[i], vectors[j])
+        out.append(float("nan") if checked is None else float(np.corrcoef(ranks[i], ranks[j])[0, 1]))
+    return out
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman's ρ (Pearson correlation of average ranks) between two score vectors.
 

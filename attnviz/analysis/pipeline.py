@@ -98,15 +98,18 @@ class ExampleReport:
 
         Methods that score different token sequences (e.g. decoder prefix vs source) are not compared.
         """
-        from attnviz.analysis.agreement import spearman
+        from attnviz.analysis.agreement import spearman_pairs
 
         scores = self.token_scores
-        pairs = []
-        for i, a in enumerate(scores):
-            for b in scores[i + 1 :]:
-                if a.sequence == b.sequence:
-                    pairs.append((a.method, b.method, spearman(self.word_scores(a), self.word_scores(b))))
-        return pairs
+        pairs = [
+            (i, j)
+            for i in range(len(scores))
+            for j in range(i + 1, len(scores))
+            if scores[i].sequence == scores[j].sequence
+        ]
+        # Each method's words are merged and ranked once, not once per pair.
+        rhos = spearman_pairs([self.word_scores(ts) for ts in scores], pairs)
+        return [(scores[i].method, scores[j].method, rho) for (i, j), rho in zip(pairs, rhos, strict=True)]
 
     def _top(self, scores: TokenScores, values: np.ndarray, k: int) -> list[tuple[str, float]]:
         seq: TokenSeq = self.capture.sequences[scores.sequence]

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from attnviz.analysis.agreement import kendall_tau, spearman
+from attnviz.analysis.agreement import kendall_tau, spearman, spearman_pairs
 
 
 def test_identical_and_reversed_rankings():
@@ -40,3 +40,13 @@ def test_bad_input_raises():
         kendall_tau(np.arange(3), np.arange(4))
     with pytest.raises(ValueError, match="finite"):
         spearman(np.array([1.0, np.nan, 2.0]), np.arange(3))
+
+
+def test_spearman_pairs_equal_spearman_per_pair():
+    rng = np.random.default_rng(3)
+    vectors = [rng.normal(size=9), np.round(rng.normal(size=9), 1), np.ones(9), rng.integers(0, 3, 9).astype(float)]
+    pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+    got = spearman_pairs(vectors, pairs)
+    want = [spearman(vectors[i], vectors[j]) for i, j in pairs]
+    np.testing.assert_allclose(got, want, atol=1e-12)  # ties ranked by average; constant vectors give NaN
+    assert np.isnan(got[pairs.index((0, 2))])
