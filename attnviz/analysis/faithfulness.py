@@ -166,8 +166,13 @@ def erasure_scores(
 ) -> ErasureScores:
     """Run the erasure curves of one token ranking through the predictor."""
     comp, suff = erasure_masks(order_scores, predictor.removable, bins)
-    values = predictor.score(np.concatenate([comp, suff]), erasure)
-    removed, kept = values[: len(bins)], values[len(bins) :]
+    return curve_scores(full, predictor.score(np.concatenate([comp, suff]), erasure), len(bins))
+
+
+def curve_scores(full: float, values: np.ndarray, bins: int) -> ErasureScores:
+    """AOPCs from the scores of one ranking's copies: ``bins`` with the top tokens removed, then ``bins`` with
+    only them kept."""
+    removed, kept = values[:bins], values[bins:]
     return ErasureScores(
         comprehensiveness=aopc(full, removed, CONVENTION),
         sufficiency=aopc(full, kept, CONVENTION),
@@ -198,12 +203,18 @@ class Faithfulness:
             return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
         erasure = context.options.erasure
         bins = DEFAULT_BINS
-        full = predictor.full_score()
         n = len(predictor.ids)
-        random_runs = [
-            erasure_scores(predictor, order, full, bins, erasure)
-            for order in random_orders(n, N_RANDOM_ORDERS, seed=context.options.seed)
+        orders = list(random_orders(n, N_RANDOM_ORDERS, seed=context.options.seed))
+        methods = scored_methods(context.previous, predictor.sequence)
+        rankings = orders + [scores.at() for scores in methods]
+        # Every copy of every curve in one call: the predictor scores each distinct copy once, packed by length.
+        masks = [np.ones((1, n), dtype=bool)] + [
+            np.concatenate(erasure_masks(r, predictor.removable, bins)) for r in rankings
         ]
+        values = predictor.score(np.concatenate(masks), erasure)
+        full, curves = float(values[0]), values[1:].reshape(len(rankings), 2 * len(bins))
+        results = [curve_scores(full, curve, len(bins)) for curve in curves]
+        random_runs = results[: len(orders)]
         random_comp = float(np.mean([r.comprehensiveness for r in random_runs]))
         random_suff = float(np.mean([r.sufficiency for r in random_runs]))
         scalars: dict[str, float] = {
@@ -211,13 +222,13 @@ class Faithfulness:
             "random_comprehensiveness": random_comp,
             "random_sufficiency": random_suff,
         }
-        for scores in scored_methods(context.previous, predictor.sequence):
-            result = erasure_scores(predictor, scores.at(), full, bins, erasure)
+        for scores, result in zip(methods, results[len(orders) :], strict=True):
             scalars[f"comprehensiveness.{scores.method}"] = result.comprehensiveness
             scalars[f"sufficiency.{scores.method}"] = result.sufficiency
             scalars[f"comprehensiveness_margin.{scores.method}"] = result.comprehensiveness - random_comp
             scalars[f"sufficiency_margin.{scores.method}"] = random_suff - result.sufficiency
         scalars["erasure_model_calls"] = float(predictor.calls)
+        scalars["erasure_distinct_copies"] = float(predictor.distinct)
         return AnalysisResult(name=self.name, scalars=scalars)
 
 

@@ -17,7 +17,9 @@ import numpy as np
 from attnviz.model.loaded import LoadedModel
 
 Erasure = Literal["delete", "mask"]
-CHUNK = 32  # edited copies per forward pass
+CHUNK = 32  # integrated-gradients steps per forward and backward pass
+#: Tokens (copies × padded length) per forward pass when scoring edited copies: bounds memory at any input length.
+CHUNK_TOKENS = 4096
 
 
 @dataclass
@@ -34,7 +36,8 @@ class Predictor:
         forward_embeds: differentiable (B, n, D) embeddings (+ extra args) → (B,) score.
         extra_args: tensors passed to ``forward_embeds`` after the embeddings (captum repeats them).
         baseline_ids: (n,) the integrated-gradients baseline: special tokens kept, the rest ``pad``.
-        calls: edited copies scored so far; seconds: time spent doing it.
+        calls: edited copies asked for so far; distinct: how many of them were different (each is scored once);
+        seconds: time spent scoring.
     """
 
     sequence: str
@@ -49,12 +52,28 @@ class Predictor:
     calls: int = 0
     seconds: float = 0.0
     _attributions: dict[int, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    _scored: dict[tuple[Erasure, bytes], float] = field(default_factory=dict)
+
+    @property
+    def distinct(self) -> int:
+        return len(self._scored)
 
     def score(self, keep: np.ndarray, erasure: Erasure = "delete") -> np.ndarray:
-        """(V, n) kept-token masks → (V,) explained scores; deletion drops tokens, masking replaces them."""
+        """(V, n) kept-token masks → (V,) explained scores; deletion drops tokens, masking replaces them.
+
+        Each distinct edited copy is scored once (bins that round to the same count and methods that agree on
+        their top tokens ask for the same copy); new copies go through the model sorted by length, in passes of
+        at most ``CHUNK_TOKENS`` tokens, so padding stays small and memory bounded.
+        """
         start = time.perf_counter()
+        rows = np.asarray(keep, dtype=bool)
+        keys = [(erasure, row.tobytes()) for row in rows]
+        new = sorted(
+            {key: row for key, row in zip(keys, rows, strict=True) if key not in self._scored}.items(),
+            key=lambda item: int(item[1].sum()),
+        )
         variants, positions = [], []
-        for row in np.asarray(keep, dtype=bool):
+        for _, row in new:
             if erasure == "delete":
                 kept = np.flatnonzero(row)
                 variants.append([self.ids[i] for i in kept])
@@ -62,12 +81,14 @@ class Predictor:
                 kept = np.arange(len(self.ids))
                 variants.append([token if row[i] else self.mask_id for i, token in enumerate(self.ids)])
             positions.append(kept)
-        scores = np.concatenate(
-            [self.score_ids(variants[i : i + CHUNK], positions[i : i + CHUNK]) for i in range(0, len(variants), CHUNK)]
-        )
-        self.calls += len(variants)
+        done = 0
+        for size in _chunk_sizes([len(v) for v in variants], CHUNK_TOKENS):
+            values = self.score_ids(variants[done : done + size], positions[done : done + size])
+            self._scored.update(zip((key for key, _ in new[done : done + size]), values.tolist(), strict=True))
+            done += size
+        self.calls += len(rows)
         self.seconds += time.perf_counter() - start
-        return scores
+        return np.array([self._scored[key] for key in keys], dtype=np.float64)
 
     def full_score(self) -> float:
         """The explained score of the unedited input."""
@@ -86,6 +107,17 @@ class Predictor:
             self._attributions[steps] = _captum_attributions(self, steps)
             self.seconds += time.perf_counter() - start
         return self._attributions[steps]
+
+
+def _chunk_sizes(lengths: Sequence[int], budget: int) -> list[int]:
+    """Split length-sorted sequences into consecutive passes of at most ``budget`` padded tokens (at least one each)."""
+    sizes, count, width = [], 0, 0
+    for length in lengths:
+        if count and (count + 1) * max(width, length) > budget:
+            sizes.append(count)
+            count, width = 0, 0
+        count, width = count + 1, max(width, length)
+    return sizes + ([count] if count else [])
 
 
 def pad_batch(variants: Sequence[Sequence[int]], pad: int, device: Any) -> tuple[Any, Any]:
