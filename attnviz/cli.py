@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from attnviz.config import DEFAULT_IG_STEPS, IG_FIRST_STEPS
 from attnviz.errors import AttnvizError, ExitStatus
 
 app = typer.Typer(
@@ -217,6 +218,13 @@ def render(
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
     ] = "delete",
+    ig_steps: Annotated[
+        int,
+        typer.Option(
+            help=f"The most Integrated Gradients steps: it starts with {IG_FIRST_STEPS} and doubles them while its "
+            "convergence delta is above 1% of |F(x) − F(baseline)|."
+        ),
+    ] = DEFAULT_IG_STEPS,
     png_layers: Annotated[
         str | None,
         typer.Option(
@@ -271,6 +279,7 @@ def render(
             erasure=erasure,  # type: ignore[arg-type]
             seed=seed,
             png_layers=layers,
+            ig_steps=ig_steps,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(

@@ -19,7 +19,12 @@ DEFAULT_METHODS = (
     "plausibility",
 )
 DEFAULT_FORMATS = ("html", "png", "json", "markdown")
-DEFAULT_IG_STEPS = 50
+# Integrated Gradients runs IG_FIRST_STEPS Gauss-Legendre steps, then doubles them (up to --ig-steps, default
+# DEFAULT_IG_STEPS) while its convergence delta is above 1 % of |F(x) − F(baseline)|. On the 24 demo reviews a
+# fixed count kept every delta under 1 % from 60 steps (50: 1 review at 2.9 %; 32: 1 at 1.2 %; 16: 13 over); 16
+# → 32 → 64 reaches that for all of them at 60 % of the cost of 64 steps for every review.
+IG_FIRST_STEPS = 16
+DEFAULT_IG_STEPS = 64
 
 #: Which layers get a head-grid PNG: ``last``, ``all``, or 1-based layer numbers.
 PngLayers = Literal["last", "all"] | tuple[int, ...]
@@ -111,12 +116,18 @@ class AnalysisOptions:
     Attributes:
         erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
         seed: seed of the random-order baseline.
-        ig_steps: Integrated Gradients steps.
+        ig_steps: the most Integrated Gradients steps (``--ig-steps``).
+        ig_first_steps: the steps Integrated Gradients starts with, doubled while it has not converged.
     """
 
     erasure: Literal["delete", "mask"] = "delete"
     seed: int = 0
     ig_steps: int = DEFAULT_IG_STEPS
+    ig_first_steps: int = IG_FIRST_STEPS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.ig_first_steps <= self.ig_steps:
+            raise ValueError(f"ig_steps must be at least {self.ig_first_steps}, got {self.ig_steps}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,8 @@ class RenderOptions:
             predicted class.
         erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
         seed: seed of the random-order baseline (and of nothing else).
+        ig_steps: the most Integrated Gradients steps (it starts with fewer and doubles them while needed).
+        ig_first_steps: the steps Integrated Gradients starts with.
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
     """
 
@@ -159,6 +172,8 @@ class RenderOptions:
     erasure: Literal["delete", "mask"] = "delete"
     seed: int = 0
     png_layers: PngLayers = DEFAULT_PNG_LAYERS
+    ig_steps: int = DEFAULT_IG_STEPS
+    ig_first_steps: int = IG_FIRST_STEPS
 
     def __post_init__(self) -> None:
         _check_png_layers(self.png_layers, str(self.png_layers))
@@ -172,4 +187,9 @@ class RenderOptions:
 
     @property
     def analysis(self) -> AnalysisOptions:
-        return AnalysisOptions(erasure=self.erasure, seed=self.seed)
+        return AnalysisOptions(
+            erasure=self.erasure,
+            seed=self.seed,
+            ig_steps=self.ig_steps,
+            ig_first_steps=min(self.ig_first_steps, self.ig_steps),
+        )

@@ -129,10 +129,12 @@ def test_faithfulness_analysis_beats_random_with_the_true_ranking() -> None:
 
 def test_integrated_gradients_equals_input_x_gradient_on_a_linear_model() -> None:
     predictor = bag_predictor(score="logit")  # linear in the embeddings; the baseline (pad) embeds to 0
-    ixg, ig, delta = predictor.attributions(steps=50)
+    found = predictor.attributions(steps=50)
+    ig, ixg = found.integrated_gradients, found.input_x_gradient
     np.testing.assert_allclose(ig, ixg, atol=1e-6)
     np.testing.assert_allclose(ig[1:], [WEIGHTS[t] for t in IDS[1:]], atol=1e-6)
-    assert delta < 1e-6
+    assert found.delta < 1e-6
+    np.testing.assert_allclose(found.gap, abs(sum(WEIGHTS[t] for t in IDS[1:])), atol=1e-6)  # F(x) − F(0)
 
 
 def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable) -> None:
@@ -144,12 +146,13 @@ def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable)
         needs=FORWARD_VIEWS,
     )[0]
     predictor = loaded_task_predictor(loaded, cap)
-    ixg, ig, delta = predictor.attributions(steps=50)
+    found = predictor.attributions(steps=50)
     full = predictor.full_score()
     baseline = float(predictor.score_ids([predictor.baseline_ids], [np.arange(len(predictor.ids))])[0])
     gap = full - baseline
-    assert abs(ig.sum() - gap) <= delta + 1e-6
-    assert delta <= 0.01 * abs(gap) + 1e-6
+    assert abs(found.integrated_gradients.sum() - gap) <= found.delta + 1e-6
+    assert found.gap == pytest.approx(abs(gap), abs=1e-5)
+    assert found.delta <= 0.01 * abs(gap) + 1e-6 and found.relative_delta <= 0.01
 
 
 def loaded_task_predictor(loaded, capture):  # type: ignore[no-untyped-def]
@@ -183,3 +186,28 @@ def test_marker_known_answer_faithfulness() -> None:
         drops.append(predictor.full_score() - predictor.score(keep)[0])
     assert min(drops) > 0.3  # the marker alone decides: without it the model falls back to ~0.5
     assert np.mean(comp) > np.mean(random_comp) + 0.1
+
+
+@pytest.mark.parametrize("bound, steps", [(1.0, 16), (0.0, 64)])
+def test_integrated_gradients_doubles_its_steps_until_it_converges(
+    tiny_loaded: Callable, monkeypatch: pytest.MonkeyPatch, bound: float, steps: int
+) -> None:
+    """16 steps when the delta is within the bound; otherwise 32, 64 (the budget), then a warning in words."""
+    from attnviz.analysis.pipeline import analyze
+    from attnviz.config import AnalysisOptions
+
+    monkeypatch.setattr("attnviz.analysis.agreement_method.IG_DELTA_BOUND", bound)
+    loaded = tiny_loaded("bert-classifier")
+    (cap,) = capture_batch(
+        loaded, [Example(id="a", source="t:1", fields={"text": "the cat sat"})], max_length=64, needs=FORWARD_VIEWS
+    )
+    predictor = loaded_task_predictor(loaded, cap)
+    report = analyze(
+        cap, ["attention", "agreement"], index=0, options=AnalysisOptions(ig_steps=64), predictor=predictor
+    )
+    scalars = report.scalars
+    assert scalars["ig_steps"] == steps
+    assert sorted(predictor._attributions) == [16, 32, 64][: [16, 32, 64].index(steps) + 1]
+    warned = [m for m in report.messages if "did not converge" in m]
+    assert (len(warned) == 1) == (bound == 0.0)
+    assert scalars["ig_relative_delta"] == pytest.approx(predictor.attributions(steps).relative_delta)

@@ -23,6 +23,6 @@ GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "golden" / "trust_scal
 def test_trust_numbers_unchanged(tiny_loaded: Callable, family: str) -> None:
     got = trust_numbers(tiny_loaded(family))
     want = GOLDEN[family]
-    assert set(got) == set(want)
+    assert set(want) <= set(got)  # every number there was (new ones may be added)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{family} {key}")

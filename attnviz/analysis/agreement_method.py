@@ -14,6 +14,9 @@ from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, 
 from attnviz.analysis.faithfulness import scored_methods
 from attnviz.types import Capture, Needs
 
+#: Integrated Gradients is trusted when its convergence delta is under this share of |F(x) − F(baseline)|.
+IG_DELTA_BOUND = 0.01
+
 
 class Agreement:
     name = "agreement"
@@ -25,7 +28,12 @@ class Agreement:
         predictor = context.predictor
         if predictor is None:
             return without_predictor(self.name, capture)
-        ixg, ig, delta = predictor.attributions(context.options.ig_steps)
+        steps = context.options.ig_first_steps
+        found = predictor.attributions(steps)
+        while found.relative_delta > IG_DELTA_BOUND and steps < context.options.ig_steps:
+            steps = min(2 * steps, context.options.ig_steps)
+            found = predictor.attributions(steps)
+        ixg, ig = found.input_x_gradient, found.integrated_gradients
         removable = predictor.removable
         n = len(predictor.ids)
         gradient_scores = tuple(
@@ -44,14 +52,25 @@ class Agreement:
                     "integrated_gradients",
                     "Integrated Gradients",
                     ig,
-                    f"|Σ_d IG_d|, {context.options.ig_steps} Gauss-Legendre steps from a baseline with every "
-                    "non-special token = pad",
+                    f"|Σ_d IG_d|, {steps} Gauss-Legendre steps from a baseline with every non-special token = pad",
                 ),
             )
         )
-        scalars: dict[str, float] = {"ig_delta": delta, "ig_total": float(ig.sum())}
+        scalars: dict[str, float] = {
+            "ig_delta": found.delta,
+            "ig_total": float(ig.sum()),
+            "ig_relative_delta": found.relative_delta,
+            "ig_steps": float(steps),
+        }
+        messages = ()
+        if found.relative_delta > IG_DELTA_BOUND:
+            messages = (
+                f"Integrated Gradients did not converge: its delta is {found.relative_delta:.1%} of "
+                f"|F(x) − F(baseline)| (bound {IG_DELTA_BOUND:.0%}); rerun with a larger --ig-steps "
+                f"(it ran {steps}) before reading its scores.",
+            )
         for scores in scored_methods(context.previous, predictor.sequence):
             attention = scores.at()[removable]
             scalars[f"agreement_ig.{scores.method}"] = kendall_tau(attention, np.abs(ig)[removable])
             scalars[f"agreement_ixg.{scores.method}"] = kendall_tau(attention, np.abs(ixg)[removable])
-        return AnalysisResult(name=self.name, token_scores=gradient_scores, scalars=scalars)
+        return AnalysisResult(name=self.name, token_scores=gradient_scores, scalars=scalars, messages=messages)

@@ -22,6 +22,28 @@ CHUNK = 32  # integrated-gradients steps per forward and backward pass
 CHUNK_TOKENS = 4096
 
 
+@dataclass(frozen=True)
+class Attributions:
+    """Gradient attributions of one example.
+
+    Attributes:
+        input_x_gradient: (n,) Σ_d x_d · ∂F/∂x_d per token.
+        integrated_gradients: (n,) Σ_d IG_d per token.
+        delta: |Σ IG − (F(x) − F(baseline))|, IG's convergence delta.
+        gap: |F(x) − F(baseline)|, what the IG attributions should sum to.
+    """
+
+    input_x_gradient: np.ndarray
+    integrated_gradients: np.ndarray
+    delta: float
+    gap: float
+
+    @property
+    def relative_delta(self) -> float:
+        """The delta as a share of the gap (0 when the gap is 0: there was nothing to attribute)."""
+        return self.delta / self.gap if self.gap > 0 else 0.0
+
+
 @dataclass
 class Predictor:
     """Scores edited copies of one example.
@@ -51,7 +73,7 @@ class Predictor:
     extra_args: tuple[Any, ...] = ()
     calls: int = 0
     seconds: float = 0.0
-    _attributions: dict[int, tuple[np.ndarray, np.ndarray, float]] = field(default_factory=dict)
+    _attributions: dict[int, Attributions] = field(default_factory=dict)
     _scored: dict[tuple[Erasure, bytes], float] = field(default_factory=dict)
 
     @property
@@ -94,13 +116,12 @@ class Predictor:
         """The explained score of the unedited input."""
         return float(self.score(np.ones((1, len(self.ids)), dtype=bool))[0])
 
-    def attributions(self, steps: int = 50) -> tuple[np.ndarray, np.ndarray, float]:
-        """Input×Gradient and Integrated Gradients per token (signed sums over embedding dimensions),
-        and IG's convergence delta.
+    def attributions(self, steps: int) -> Attributions:
+        """Input×Gradient and Integrated Gradients per token (signed sums over embedding dimensions), IG's
+        convergence delta and what it should sum to.
 
         Both come from captum on the input embeddings (so encoder-decoders attribute the source only).
-        IG runs ``steps`` Gauss-Legendre steps from the embeddings of ``baseline_ids``; the delta is
-        |Σ attributions − (F(x) − F(baseline))|.
+        IG runs ``steps`` Gauss-Legendre steps from the embeddings of ``baseline_ids``.
         """
         if steps not in self._attributions:
             start = time.perf_counter()
@@ -140,7 +161,7 @@ def mask_token_id(tokenizer: Any) -> int:
     return 0
 
 
-def _captum_attributions(predictor: Predictor, steps: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _captum_attributions(predictor: Predictor, steps: int) -> Attributions:
     import torch
     from captum.attr import InputXGradient, IntegratedGradients
 
@@ -166,7 +187,9 @@ def _captum_attributions(predictor: Predictor, steps: int) -> tuple[np.ndarray, 
     def per_token(attr: Any) -> np.ndarray:  # (1, n, D) → (n,) signed sum over dimensions
         return attr[0].sum(dim=-1).detach().double().cpu().numpy()
 
-    return per_token(ixg), per_token(ig), float(delta.abs().sum())
+    with torch.no_grad():
+        gap = predictor.forward_embeds(embeds, *args) - predictor.forward_embeds(baseline, *args)
+    return Attributions(per_token(ixg), per_token(ig), float(delta.abs().sum()), float(gap.abs().sum()))
 
 
 ScoreBatch = Callable[[dict[str, Any], list[np.ndarray]], Any]
