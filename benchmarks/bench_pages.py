@@ -53,12 +53,13 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trust", action="store_true", help="also time the full default methods (trust checks on)")
     args = parser.parse_args()
 
     import torch
 
     from attnviz.api import render_reports
-    from attnviz.config import ModelOptions, RenderOptions
+    from attnviz.config import DEFAULT_METHODS, ModelOptions, RenderOptions
     from attnviz.model.loading import load_model
 
     torch.manual_seed(0)
@@ -73,10 +74,10 @@ def main() -> None:
         for batch in batches_of(texts, 8):
             bare_step(bare_model, tokenizer, batch, max_length)
 
-    def render(formats: tuple[str, ...], tag: str) -> Any:
+    def render(formats: tuple[str, ...], tag: str, methods: tuple[str, ...] = WITHOUT_TRUST) -> Any:
         def run() -> None:
             out = work / f"{tag}-{time.perf_counter_ns()}"
-            options = RenderOptions(out_dir=out, methods=WITHOUT_TRUST, formats=formats, batch_size=8)
+            options = RenderOptions(out_dir=out, methods=methods, formats=formats, batch_size=8)
             render_reports([str(data)], options, loaded=loaded)
 
         return run
@@ -86,6 +87,10 @@ def main() -> None:
         "render html,json,markdown": render(("html", "json", "markdown"), "pages"),
         "render html,json,markdown,png": render(("html", "json", "markdown", "png"), "pngs"),
     }
+    if args.trust:
+        passes["render html,json,markdown, every default method"] = render(
+            ("html", "json", "markdown"), "trust", DEFAULT_METHODS
+        )
     for run in passes.values():  # warm-up
         run()
     times: dict[str, list[float]] = {name: [] for name in passes}

@@ -48,6 +48,19 @@ class Running:
     def std(self) -> float | None:
         return math.sqrt(self._m2 / (self.n - 1)) if self.n > 1 else None
 
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % t-interval of the mean (None below two values)."""
+        if self.std is None:
+            return None
+        from scipy.stats import t
+
+        half = float(t.ppf(0.975, self.n - 1)) * self.std / math.sqrt(self.n)
+        return self.mean - half, self.mean + half
+
+
+#: Headline words come from the method with the best measured faithfulness; without a measurement, from this one.
+HEADLINE_FALLBACK = "relevancy"
+
 
 def _r(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(float(value), DIGITS)
@@ -62,13 +75,14 @@ class DatasetAggregate:
         self.metrics: dict[str, Running] = defaultdict(Running)
         self.heads: dict[tuple[str, str], tuple[np.ndarray, int]] = {}
         self.diffuse: tuple[np.ndarray, int] | None = None
-        self.words: Counter[str] = Counter()
-        self.words_by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        self.words: dict[str, Counter[str]] = defaultdict(Counter)  # method → word → examples with it in the top 3
+        self.words_by_label: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.confusion: Counter[tuple[str, str]] = Counter()
         self.disagreements: list[tuple[float, int, dict[str, Any]]] = []
         self.primary: str | None = None
         self.main_kind: str | None = None
         self.rows: list[dict[str, Any]] = []
+        self._row_words: list[dict[str, Any]] = []  # each row's top words by method, until the headline is known
 
     def add(self, entry: Mapping[str, Any]) -> None:
         self.count += 1
@@ -88,6 +102,7 @@ class DatasetAggregate:
         self._add_words(entry)
         self._add_disagreement(entry)
         self.rows.append(index_row(entry, self.primary))
+        self._row_words.append({m: s["top_words"] for m, s in entry["scores"].items()})
 
     def _add_heads(self, entry: Mapping[str, Any]) -> None:
         for kind, metrics in entry["heads"].items():
@@ -109,13 +124,37 @@ class DatasetAggregate:
                 self.diffuse = (total + grid, n + 1)
 
     def _add_words(self, entry: Mapping[str, Any]) -> None:
-        if self.primary is None or self.primary not in entry["scores"]:
-            return
-        top = [word for word, _ in entry["scores"][self.primary]["top_words"]]
-        self.words.update(top)
         label = entry["label"] if entry["label"] is not None else entry["prediction"]["text"]
-        if entry["prediction"]["probabilities"]:
-            self.words_by_label[str(label)].update(top)
+        for method, scores in entry["scores"].items():
+            top = [word for word, _ in scores["top_words"]]
+            self.words[method].update(top)
+            if entry["prediction"]["probabilities"]:
+                self.words_by_label[method][str(label)].update(top)
+
+    def headline(self) -> tuple[str | None, str]:
+        """The method whose words lead the summaries, and why: the best mean comprehensiveness margin measured
+        in this run, else ``HEADLINE_FALLBACK`` (or the first method) when faithfulness was not measured."""
+        margins = {
+            name.split(".", 1)[1]: running.mean
+            for name, running in self.metrics.items()
+            if name.startswith("comprehensiveness_margin.") and running.n and name.split(".", 1)[1] in self.words
+        }
+        if margins:
+            best = max(sorted(margins), key=margins.__getitem__)
+            return best, "the best comprehensiveness margin over random in this run"
+        if HEADLINE_FALLBACK in self.words:
+            return HEADLINE_FALLBACK, "faithfulness not measured in this run"
+        return self.primary, "faithfulness not measured in this run"
+
+    def not_clearly_above_random(self) -> list[str]:
+        """Methods whose comprehensiveness margin's 95 % interval (or, with one example, the mean) is not above 0."""
+        found = []
+        for name, running in sorted(self.metrics.items()):
+            if name.startswith("comprehensiveness_margin.") and running.n:
+                low = running.interval()[0] if running.interval() is not None else running.mean
+                if low <= 0:
+                    found.append(name.split(".", 1)[1])
+        return found
 
     def _add_disagreement(self, entry: Mapping[str, Any]) -> None:
         rhos = [c["spearman"] for c in entry.get("method_correlations", []) if c["spearman"] is not None]
@@ -154,23 +193,31 @@ class DatasetAggregate:
         if self.diffuse is not None:
             total, n = self.diffuse
             heads[self.main_kind or "self"]["diffuse_frequency"] = [[_r(v) for v in row] for row in total / n]
+        headline, reason = self.headline()
+        for row, words in zip(self.rows, self._row_words, strict=True):
+            row["top_words"] = words.get(headline, []) if headline else []
+        by_label = self.words_by_label.get(headline or "", {})
         return {
             "primary_method": self.primary,
+            "headline_method": headline,
+            "headline_reason": reason,
+            "not_clearly_above_random": self.not_clearly_above_random(),
             "metrics": metrics,
             "spread": spread,
             "heads": dict(heads),
             "top_words": {
-                "all": [[w, c] for w, c in sorted(self.words.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]],
-                "by_label": {
-                    label: [[w, c] for w, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]]
-                    for label, counter in sorted(self.words_by_label.items())
-                },
+                "all": _most_common(self.words.get(headline or "", Counter())),
+                "by_label": {label: _most_common(counter) for label, counter in sorted(by_label.items())},
             },
             "confusion": {"labels": labels, "matrix": [[self.confusion[(g, p)] for p in labels] for g in labels]}
             if labels
             else None,
             "disagreements": [item for _, _, item in sorted(self.disagreements, reverse=True)],
         }
+
+
+def _most_common(counter: Counter[str]) -> list[list[Any]]:
+    return [[w, c] for w, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]]
 
 
 def index_row(entry: Mapping[str, Any], primary: str | None) -> dict[str, Any]:

@@ -227,7 +227,7 @@ def summary_markdown(document: Mapping[str, Any], check: CheckResult | None = No
             document.get("examples") or [],
             # Documents from before the field existed: every task but encode scored a confidence.
             bool(run.get("score_is_confidence", True)),
-            dataset.get("primary_method"),
+            dataset.get("headline_method") or dataset.get("primary_method"),
         ),
         "disagreements": [
             (d.get("id", ""), number(d.get("min_spearman")))

@@ -33,7 +33,8 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
     """
     run = summary["run"]
     table = Table(title=f"{run['model']} · {run['task']}", title_justify="left")
-    for column in ("id", "prediction", "gold", "top words", "entropy"):
+    headline = summary["dataset"].get("headline_method") or "top"
+    for column in ("id", "prediction", "gold", f"{headline} words", "entropy"):
         table.add_column(column, overflow="fold")
     for ex in summary["examples"][:MAX_ROWS]:
         top = ", ".join(w for w, _ in ex["top_words"])
@@ -64,10 +65,20 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
     metrics = summary["dataset"]["metrics"]
     if metrics.get("accuracy") is not None:
         console.print(f"accuracy: {metrics['accuracy']:.3f}", soft_wrap=True)
+    dataset = summary["dataset"]
+    if dataset.get("headline_method"):
+        console.print(Text(f"words from {dataset['headline_method']}: {dataset['headline_reason']}"), soft_wrap=True)
     margin = metrics.get("comprehensiveness_margin")
     if margin is not None:
-        primary = summary["dataset"]["primary_method"]
+        primary = dataset["primary_method"]
         console.print(f"{primary}: comprehensiveness margin over random {margin:+.3f}", soft_wrap=True)
+    weak = dataset.get("not_clearly_above_random") or []
+    if weak:
+        console.print(
+            Text(f"not clearly above random (95 % interval of the margin includes 0): {', '.join(weak)}"),
+            style="yellow",
+            soft_wrap=True,
+        )
     console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True)
 
 

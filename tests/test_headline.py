@@ -1,0 +1,70 @@
+"""Headline words come from the method with the best measured faithfulness (relevancy when not measured), and a
+method is "not clearly above random" when the 95 % interval of its margin includes 0."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from scipy.stats import t
+
+from attnviz.output.aggregate import DatasetAggregate
+
+
+def entry(index: int, margins: dict[str, float], words: dict[str, list[str]]) -> dict[str, Any]:
+    return {
+        "id": f"e{index}",
+        "index": index,
+        "page": f"examples/e{index}.html",
+        "label": "pos",
+        "truncated": False,
+        "original_length": 5,
+        "mean_entropy": 0.5,
+        "mean_special_share": 0.1,
+        "explained_attention": "self",
+        "heads": {},
+        "flags": {},
+        "method_correlations": [],
+        "prediction": {"text": "pos", "score": 0.9, "correct": True, "probabilities": {"pos": 0.9, "neg": 0.1}},
+        "scores": {m: {"top_words": [[w, 0.5] for w in ws]} for m, ws in words.items()},
+        "metrics": {f"comprehensiveness_margin.{m}": v for m, v in margins.items()},
+    }
+
+
+WORDS = {"attention": ["the", "a"], "relevancy": ["good", "bad"], "rollout": ["was", "it"]}
+
+
+def test_the_most_faithful_method_supplies_the_words() -> None:
+    aggregate = DatasetAggregate()
+    margins = [
+        {"attention": 0.01, "relevancy": 0.20, "rollout": 0.30},
+        {"attention": -0.03, "relevancy": 0.22, "rollout": -0.20},
+        {"attention": 0.02, "relevancy": 0.18, "rollout": 0.31},
+    ]
+    for i, m in enumerate(margins):
+        aggregate.add(entry(i, m, WORDS))
+    dataset = aggregate.result(0)
+    # rollout's mean (0.137) is below relevancy's (0.2); attention is first (primary) but not the headline
+    assert dataset["primary_method"] == "attention" and dataset["headline_method"] == "relevancy"
+    assert dataset["headline_reason"] == "the best comprehensiveness margin over random in this run"
+    assert dataset["top_words"]["all"] == [["bad", 3], ["good", 3]]
+    assert [row["top_words"] for row in aggregate.rows] == [[["good", 0.5], ["bad", 0.5]]] * 3
+    # attention: mean 0 → interval includes 0; rollout: mean 0.137 > 0 but its interval includes 0 too
+    values = [0.30, -0.20, 0.31]
+    mean = sum(values) / 3
+    sd = (sum((v - mean) ** 2 for v in values) / 2) ** 0.5
+    assert mean - t.ppf(0.975, 2) * sd / 3**0.5 < 0 < mean
+    assert dataset["not_clearly_above_random"] == ["attention", "rollout"]
+
+
+@pytest.mark.parametrize(
+    "words, expected",
+    [(WORDS, "relevancy"), ({"attention": ["the"], "rollout": ["it"]}, "attention")],
+)
+def test_without_faithfulness_relevancy_leads(words: dict[str, list[str]], expected: str) -> None:
+    aggregate = DatasetAggregate()
+    aggregate.add(entry(0, {}, words))
+    dataset = aggregate.result(0)
+    assert dataset["headline_method"] == expected
+    assert dataset["headline_reason"] == "faithfulness not measured in this run"
+    assert dataset["not_clearly_above_random"] == []
