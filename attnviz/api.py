@@ -9,10 +9,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods
+from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
 from attnviz.errors import InputError, OutputError
-from attnviz.inputs import InputSpec, read_inputs
+from attnviz.inputs import InputSpec, count_records, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.tasks import get_task
@@ -73,7 +73,15 @@ def render_reports(
     )
     out = _prepare_out(options.out_dir)
     explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
+    records = count_records(inputs) if options.trust_sample else None
+    explainer.measured = trust_sample(records, options.trust_sample, options.seed)
     run = run_info(loaded, options, methods, explainer.max_length, inputs)
+    # Whether the trust checks ran on a sample, of how many records (pages and summary.md say so).
+    run["options"]["trust_sample"] = {
+        "size": options.trust_sample,
+        "sampled": explainer.measured is not None,
+        "records": records,
+    }
     aggregate = DatasetAggregate()
     skipped: list[SkippedRecord] = []
     status, error = "complete", None
@@ -270,6 +278,7 @@ class _Explainer:
         self.task = get_task(loaded.task)
         self.max_length = resolve_max_length(loaded, options.max_length)
         self.needs = combined_needs(methods, *output_needs)
+        self.measured: frozenset[int] | None = None  # input positions that get trust checks (None: every one)
         self.model_seconds = self.recheck_seconds = 0.0
 
     def reports(self, batch: Sequence[Example]) -> Iterator[ExampleReport]:
@@ -285,7 +294,9 @@ class _Explainer:
         )
         self.model_seconds += time.perf_counter() - tick
         for capture in captures:
-            predictor = self.task.predictor(self.loaded, capture) if self.needs.model_reruns else None
+            sampled_out = self.measured is not None and capture.example.index not in self.measured
+            rerun = self.needs.model_reruns and not sampled_out
+            predictor = self.task.predictor(self.loaded, capture) if rerun else None
             yield analyze(
                 capture,
                 self.methods,
@@ -293,6 +304,7 @@ class _Explainer:
                 word_merge=self.options.word_merge,
                 options=self.options.analysis,
                 predictor=predictor,
+                sampled_out=sampled_out,
             )
             self.recheck_seconds += predictor.seconds if predictor is not None else 0.0
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from attnviz.config import DEFAULT_IG_STEPS, IG_FIRST_STEPS
+from attnviz.config import DEFAULT_IG_STEPS, DEFAULT_TRUST_SAMPLE, IG_FIRST_STEPS
 from attnviz.errors import AttnvizError, ExitStatus
 
 app = typer.Typer(
@@ -218,6 +218,13 @@ def render(
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
     ] = "delete",
+    trust_sample: Annotated[
+        int,
+        typer.Option(
+            help="Run the trust checks (faithfulness, agreement) on a seeded random sample of this many input records "
+            "when there are more (0: every example); dataset means then come with 95% intervals."
+        ),
+    ] = DEFAULT_TRUST_SAMPLE,
     ig_steps: Annotated[
         int,
         typer.Option(
@@ -280,6 +287,7 @@ def render(
             seed=seed,
             png_layers=layers,
             ig_steps=ig_steps,
+            trust_sample=trust_sample,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(

@@ -25,6 +25,9 @@ DEFAULT_FORMATS = ("html", "png", "json", "markdown")
 # → 32 → 64 reaches that for all of them at 60 % of the cost of 64 steps for every review.
 IG_FIRST_STEPS = 16
 DEFAULT_IG_STEPS = 64
+# Trust checks (faithfulness, agreement) run on every example of inputs up to this size, and on a seeded random
+# sample of this many records of larger ones (--trust-sample; 0: every example whatever the size).
+DEFAULT_TRUST_SAMPLE = 500
 
 #: Which layers get a head-grid PNG: ``last``, ``all``, or 1-based layer numbers.
 PngLayers = Literal["last", "all"] | tuple[int, ...]
@@ -153,6 +156,8 @@ class RenderOptions:
         seed: seed of the random-order baseline (and of nothing else).
         ig_steps: the most Integrated Gradients steps (it starts with fewer and doubles them while needed).
         ig_first_steps: the steps Integrated Gradients starts with.
+        trust_sample: run trust checks on a seeded random sample of this many input records when there are more
+            (0: on every example).
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
     """
 
@@ -174,8 +179,11 @@ class RenderOptions:
     png_layers: PngLayers = DEFAULT_PNG_LAYERS
     ig_steps: int = DEFAULT_IG_STEPS
     ig_first_steps: int = IG_FIRST_STEPS
+    trust_sample: int = DEFAULT_TRUST_SAMPLE
 
     def __post_init__(self) -> None:
+        if self.trust_sample < 0:
+            raise ValueError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
         _check_png_layers(self.png_layers, str(self.png_layers))
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")

@@ -82,6 +82,22 @@ def read_inputs(
             yield item
 
 
+def count_records(args: Sequence[str]) -> int | None:
+    """How many input records the arguments hold (non-blank lines of files, one per literal text), read cheaply
+    before the run; None when stdin is among them (it can be read only once)."""
+    total = 0
+    for arg in args:
+        if arg == "-":
+            return None
+        path = Path(arg)
+        if path.is_file():
+            with path.open("rb") as handle:
+                total += sum(1 for raw in handle if raw.strip())
+        else:
+            total += 1
+    return total
+
+
 def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) -> Iterator[Example | SkippedRecord]:
     if arg == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer

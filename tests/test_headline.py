@@ -68,3 +68,37 @@ def test_without_faithfulness_relevancy_leads(words: dict[str, list[str]], expec
     assert dataset["headline_method"] == expected
     assert dataset["headline_reason"] == "faithfulness not measured in this run"
     assert dataset["not_clearly_above_random"] == []
+
+
+def test_trust_sample_is_seeded_and_only_for_larger_inputs() -> None:
+    from attnviz.analysis.pipeline import trust_sample
+
+    assert trust_sample(10, 10, 0) is None and trust_sample(None, 5, 0) is None and trust_sample(100, 0, 0) is None
+    first = trust_sample(100, 7, 3)
+    assert first == trust_sample(100, 7, 3) and len(first) == 7 and max(first) < 100
+    assert first != trust_sample(100, 7, 4)
+
+
+def test_sampled_run_measures_the_sample_and_says_so(tiny_loaded: Any, tmp_path: Any) -> None:
+    from attnviz.analysis.pipeline import trust_sample
+    from attnviz.api import render_reports
+    from attnviz.config import RenderOptions
+    from attnviz.output.markdown import summary_markdown
+
+    data = tmp_path / "in.txt"
+    data.write_text("\n".join(["the cat sat", "a dog ran far", "birds sing", "rain again today"]) + "\n")
+    options = RenderOptions(
+        out_dir=tmp_path / "out", methods=("attention", "faithfulness"), formats=("json",), trust_sample=2, seed=5
+    )
+    summary = render_reports([str(data)], options, loaded=tiny_loaded("bert-classifier"))
+    measured = {e["index"] for e in summary["examples"] if "comprehensiveness.attention" in e["metrics"]}
+    assert measured == trust_sample(4, 2, 5)
+    for entry in summary["examples"]:
+        if entry["index"] not in measured:
+            assert any("not measured for this example (sampled run" in m for m in entry["messages"])
+    dataset = summary["dataset"]
+    assert dataset["counts"]["comprehensiveness.attention"] == 2
+    low, high = dataset["intervals"]["comprehensiveness.attention"]
+    assert low <= dataset["metrics"]["comprehensiveness.attention"] <= high
+    assert summary["run"]["options"]["trust_sample"] == {"size": 2, "sampled": True, "records": 4}
+    assert "random sample of 2 of 4 input records (2 measured)" in summary_markdown(summary)

@@ -27,7 +27,7 @@ class Agreement:
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
-            return without_predictor(self.name, capture)
+            return without_predictor(self.name, capture, context)
         steps = context.options.ig_first_steps
         found = predictor.attributions(steps)
         while found.relative_delta > IG_DELTA_BOUND and steps < context.options.ig_steps:

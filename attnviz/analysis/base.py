@@ -100,6 +100,7 @@ class AnalysisContext:
     previous: Mapping[str, AnalysisResult] = field(default_factory=dict)
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
     predictor: Any = None
+    sampled_out: bool = False  # a sampled run left this example out of the trust checks
 
 
 class Analysis(Protocol):
@@ -128,8 +129,13 @@ def list_analyses() -> list[str]:
     return ANALYSES.names()
 
 
-def without_predictor(name: str, capture: Capture) -> AnalysisResult:
-    """The result of an analysis that must re-run the model when the task offers no predictor."""
+def without_predictor(name: str, capture: Capture, context: AnalysisContext) -> AnalysisResult:
+    """The result of an analysis that must re-run the model when it cannot: a sampled run left the example out,
+    or the task offers no predictor."""
+    if context.sampled_out:
+        return AnalysisResult(
+            name=name, messages=(f"{name}: not measured for this example (sampled run, see --trust-sample)",)
+        )
     return AnalysisResult(name=name, messages=(f"{name}: not available for task '{capture.task}'",))
 
 

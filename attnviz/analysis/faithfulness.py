@@ -198,7 +198,7 @@ class Faithfulness:
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
-            return without_predictor(self.name, capture)
+            return without_predictor(self.name, capture, context)
         if not predictor.removable.any():
             return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
         erasure = context.options.erasure

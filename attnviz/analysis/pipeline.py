@@ -142,6 +142,7 @@ def analyze(
     word_merge: str = "sum",
     options: AnalysisOptions | None = None,
     predictor: Any = None,
+    sampled_out: bool = False,
 ) -> ExampleReport:
     """Run analyses in the order their needs imply and bundle them with the capture.
 
@@ -149,7 +150,9 @@ def analyze(
     """
     results: dict[str, AnalysisResult] = {}
     for name in run_order(methods):
-        context = AnalysisContext(previous=dict(results), options=options or AnalysisOptions(), predictor=predictor)
+        context = AnalysisContext(
+            previous=dict(results), options=options or AnalysisOptions(), predictor=predictor, sampled_out=sampled_out
+        )
         results[name] = get_analysis(name).run(capture, context)
     return ExampleReport(
         index=index,
@@ -158,6 +161,14 @@ def analyze(
         results=results,
         word_merge=word_merge,
     )
+
+
+def trust_sample(records: int | None, size: int, seed: int) -> frozenset[int] | None:
+    """Input positions whose examples get the trust checks: a seeded random ``size`` of ``records`` when there
+    are more; None (every example) when there are not, when ``size`` is 0, or when the count is unknown (stdin)."""
+    if size == 0 or records is None or records <= size:
+        return None
+    return frozenset(int(i) for i in np.random.default_rng(seed).choice(records, size=size, replace=False))
 
 
 def run_order(methods: Sequence[str]) -> list[str]:

@@ -175,17 +175,24 @@ class DatasetAggregate:
             "accuracy": _r(self.metrics["accuracy"].mean) if self.metrics["accuracy"].n else None,
         }
         spread: dict[str, float | None] = {}
+        intervals: dict[str, list[float | None] | None] = {}  # 95 % t-intervals of the means
+        counts: dict[str, int] = {}  # examples each mean is over (fewer than all in a sampled run)
         for name, running in sorted(self.metrics.items()):
             if name == "accuracy" or not running.n:
                 continue
             metrics[name] = _r(running.mean)
             spread[name] = _r(running.std)
+            interval = running.interval()
+            intervals[name] = None if interval is None else [_r(interval[0]), _r(interval[1])]
+            counts[name] = running.n
         if self.primary is not None:
             for family in METHOD_FAMILIES:
                 qualified = f"{family}.{self.primary}"
                 if qualified in metrics:
                     metrics[family] = metrics[qualified]
                     spread[family] = spread.get(qualified)
+                    intervals[family] = intervals.get(qualified)
+                    counts[family] = counts.get(qualified, 0)
         labels = sorted({g for g, _ in self.confusion} | {p for _, p in self.confusion})
         heads: dict[str, dict[str, Any]] = defaultdict(dict)
         for (kind, name), (total, n) in sorted(self.heads.items()):
@@ -204,6 +211,8 @@ class DatasetAggregate:
             "not_clearly_above_random": self.not_clearly_above_random(),
             "metrics": metrics,
             "spread": spread,
+            "intervals": intervals,
+            "counts": counts,
             "heads": dict(heads),
             "top_words": {
                 "all": _most_common(self.words.get(headline or "", Counter())),

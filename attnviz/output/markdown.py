@@ -194,6 +194,19 @@ def _worst(examples: Iterable[Mapping[str, Any]], by_score: bool, primary: Any) 
     return {"rows": rows, "order": order}
 
 
+def _sample_note(run: Mapping[str, Any], dataset: Mapping[str, Any]) -> str | None:
+    """A sentence when the trust checks ran on a sample: on how many, and that thresholds use the estimate."""
+    sample = (run.get("options") or {}).get("trust_sample") or {}
+    if not isinstance(sample, Mapping) or not sample.get("sampled"):
+        return None
+    measured = (dataset.get("counts") or {}).get("comprehensiveness_margin")
+    return (
+        f"Trust checks ran on a seeded random sample of {sample.get('size')} of {sample.get('records')} input records"
+        f"{'' if measured is None else f' ({measured} measured)'}: faithfulness and agreement numbers are sample "
+        "estimates (95 % t-intervals in summary.json), and thresholds on them check the estimate."
+    )
+
+
 def summary_markdown(document: Mapping[str, Any], check: CheckResult | None = None) -> str:
     """A PR-comment-sized Markdown summary of a summary.json document (about 60 lines at most).
 
@@ -222,6 +235,7 @@ def summary_markdown(document: Mapping[str, Any], check: CheckResult | None = No
         "status": document.get("status", ""),
         "key_rows": [row for row in key_rows if row[1] in metrics],
         "faithfulness": faithfulness,
+        "sample": _sample_note(run, dataset),
         "flags": _flags(document, metrics, _methods(document, metrics)),
         "worst": _worst(
             document.get("examples") or [],
