@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from attnviz.model.views import ViewRequest, views_from_arrays
-from attnviz.types import VIEWS, AttentionViews, Needs, TokenSeq
+from attnviz.types import VIEWS, AttentionViews, Example, Needs, TokenSeq
 
 #: Every view capture can build (gradients and value norms included).
 EVERY_VIEW = Needs(attention=frozenset(VIEWS), value_norms=True)
@@ -42,3 +42,22 @@ def views(
         value_norms=value_norms,
     )
     return views_from_arrays(request, weights, grads)
+
+
+#: Two examples of different lengths per task (padding in the batch), used by the golden-number tests.
+TEXTS = ["the movie was brilliant and the acting was great", "boring plot"]
+QUESTIONS = [
+    ("who played", "the actor played a brilliant role in the movie"),
+    ("what was cheap", "the price was cheap"),
+]
+
+
+def task_examples(task: str) -> list[Example]:
+    """The two examples, in the fields ``task`` reads."""
+    if task == "qa":
+        return [
+            Example(id=f"e{i}", source="x", fields={"question": q, "context": c}, index=i)
+            for i, (q, c) in enumerate(QUESTIONS)
+        ]
+    field = "source" if task == "seq2seq" else "text"
+    return [Example(id=f"e{i}", source="x", fields={field: t}, index=i) for i, t in enumerate(TEXTS)]

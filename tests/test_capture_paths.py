@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from capture_helpers import task_examples
 from tiny_models import FAMILIES
 
 from attnviz.analysis.pipeline import analyze, combined_needs, run_order
@@ -26,14 +27,9 @@ from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import load_model
 from attnviz.model.views import CHUNK_ELEMENTS, ViewRequest, views_from_arrays
 from attnviz.output.schema import validate_summary
-from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, RELEVANCY, ROLLOUT, ROWS, STATS, Example, Needs
+from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, RELEVANCY, ROLLOUT, ROWS, STATS, Needs
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "eager_scores.npz"
-TEXTS = ["the movie was brilliant and the acting was great", "boring plot"]
-QUESTIONS = [
-    ("who played", "the actor played a brilliant role in the movie"),
-    ("what was cheap", "the price was cheap"),
-]
 METHODS = ["attention", "rollout", "relevancy", "norms", "heads", "flow"]
 EVERY_VIEW = Needs(
     attention=frozenset({ROWS, HEAD_MEAN, STATS, GRAD_MEAN, NORM_ROWS, FULL, ROLLOUT, RELEVANCY}), value_norms=True
@@ -42,23 +38,13 @@ ARRAYS = ("rows", "head_mean", "grad_mean", "norm_rows", "rollout_rows", "releva
 CASES = [(family, "right") for family in FAMILIES] + [("llama-lm", "left")]
 
 
-def _examples(task: str) -> list[Example]:
-    if task == "qa":
-        return [
-            Example(id=f"e{i}", source="x", fields={"question": q, "context": c}, index=i)
-            for i, (q, c) in enumerate(QUESTIONS)
-        ]
-    field = "source" if task == "seq2seq" else "text"
-    return [Example(id=f"e{i}", source="x", fields={field: t}, index=i) for i, t in enumerate(TEXTS)]
-
-
 def _load(tiny_path: Callable[..., Path], family: str, side: str, path: str):
     return load_model(ModelOptions(name=str(tiny_path(family, side)), capture=path))
 
 
 def _capture(loaded, needs: Needs):
     return capture_batch(
-        loaded, _examples(loaded.task), max_length=64, needs=needs, generation=GenerationOptions(max_new_tokens=4)
+        loaded, task_examples(loaded.task), max_length=64, needs=needs, generation=GenerationOptions(max_new_tokens=4)
     )
 
 
@@ -143,7 +129,9 @@ def test_row_blocks_give_the_same_views_as_one_block(
 
 def test_capture_computes_only_what_is_asked(tiny_loaded: Callable[..., object]) -> None:
     loaded = tiny_loaded("bert-classifier")
-    (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=Needs(attention=frozenset({ROWS})))
+    (cap,) = capture_batch(
+        loaded, task_examples("classify")[:1], max_length=64, needs=Needs(attention=frozenset({ROWS}))
+    )
     views = cap.attentions["self"]
     assert views.rows is not None and views.rows.shape[:3] == (2, 4, 1)
     others = ("head_mean", "full", "grad_mean", "norm_rows", "rollout_rows", "relevancy_rows", "value_norms")
@@ -156,7 +144,7 @@ def test_capture_computes_only_what_is_asked(tiny_loaded: Callable[..., object])
 def test_full_matrices_are_left_out_over_their_length_limit(tiny_loaded: Callable[..., object]) -> None:
     loaded = tiny_loaded("bert-classifier")
     needs = Needs(attention=frozenset({FULL, HEAD_MEAN}), up_to={FULL: 5})
-    (cap,) = capture_batch(loaded, _examples("classify")[:1], max_length=64, needs=needs)
+    (cap,) = capture_batch(loaded, task_examples("classify")[:1], max_length=64, needs=needs)
     views = cap.attentions["self"]
     assert views.full is None and views.head_mean is not None
     with pytest.raises(ValueError, match="over the limit of 5 for this view"):

@@ -15,7 +15,7 @@ import torch
 from capture_helpers import FORWARD_VIEWS
 
 from attnviz.analysis import AnalysisContext, AnalysisResult, TokenScores, get_analysis
-from attnviz.analysis.faithfulness import erasure_scores
+from attnviz.analysis.faithfulness import curve_scores, erasure_masks
 from attnviz.analysis.pipeline import analyze, combined_needs
 from attnviz.config import ModelOptions
 from attnviz.model.capture import capture_batch
@@ -78,7 +78,9 @@ def test_comprehensiveness_and_sufficiency_match_a_hand_computation() -> None:
     predictor = bag_predictor()
     ranking = np.array([0.0] + [WEIGHTS[t] for t in IDS[1:]])  # rank by true contribution
     full = predictor.full_score()
-    result = erasure_scores(predictor, ranking, full, (0.01, 0.05, 0.10, 0.20, 0.50), "delete")
+    bins = (0.01, 0.05, 0.10, 0.20, 0.50)
+    masks = np.concatenate(erasure_masks(ranking, predictor.removable, bins))
+    result = curve_scores(full, predictor.score(masks, "delete"), len(bins))
     # 10 erasable tokens: bins remove ceil(0.1)=1, ceil(0.5)=1, 1, 2 and 5 tokens, highest weight first
     by_weight = sorted(IDS[1:], key=lambda t: -WEIGHTS[t])
     sizes = [1, 1, 1, 2, 5]

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -159,14 +159,6 @@ class ErasureScores:
     sufficiency: float
     removed_curve: tuple[float, ...]
     kept_curve: tuple[float, ...]
-
-
-def erasure_scores(
-    predictor: Any, order_scores: np.ndarray, full: float, bins: Sequence[float], erasure: str
-) -> ErasureScores:
-    """Run the erasure curves of one token ranking through the predictor."""
-    comp, suff = erasure_masks(order_scores, predictor.removable, bins)
-    return curve_scores(full, predictor.score(np.concatenate([comp, suff]), erasure), len(bins))
 
 
 def curve_scores(full: float, values: np.ndarray, bins: int) -> ErasureScores:
