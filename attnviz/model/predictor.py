@@ -17,7 +17,7 @@ import numpy as np
 from attnviz.model.loaded import LoadedModel
 
 Erasure = Literal["delete", "mask"]
-CHUNK = 32  # integrated-gradients steps per forward and backward pass
+CHUNK = 32  # integrated-gradients steps per forward and backward pass, for short inputs
 #: Tokens (copies × padded length) per forward pass when scoring edited copies: bounds memory at any input length.
 CHUNK_TOKENS = 4096
 
@@ -180,7 +180,8 @@ def _captum_attributions(predictor: Predictor, steps: int) -> Attributions:
             additional_forward_args=args,
             n_steps=steps,
             method="gausslegendre",
-            internal_batch_size=CHUNK,
+            # Fewer steps per pass for long inputs: the backward keeps every step's activations.
+            internal_batch_size=max(1, min(CHUNK, CHUNK_TOKENS // max(1, len(predictor.ids)))),
             return_convergence_delta=True,
         )
 
