@@ -172,3 +172,21 @@ def test_bfloat16_weights_still_give_float32_rows_that_sum_to_one(tiny_path: Cal
     cap = capture_batch(loaded, examples(TEXTS[:1]), max_length=64, needs=FORWARD_VIEWS)[0]
     assert cap.main.full.dtype == np.float32
     np.testing.assert_allclose(cap.main.full.sum(-1), 1.0, atol=2e-2)  # bf16 softmax is only ~1e-2 exact
+
+
+@pytest.mark.parametrize("path", ["fast", "eager"])
+@pytest.mark.parametrize("kind", ["bert-classifier", "roberta-classifier"])
+def test_singles_batched_with_pairs_equal_singles_alone(tiny_loaded: Callable, kind: str, path: str) -> None:
+    """A text without a pair gets no extra separator for sharing a batch with pairs: batched equals alone."""
+    loaded = tiny_loaded(kind, capture=path)
+    mixed = examples(["the cat sat on the mat", "a dog ran", "birds sing loudly"], [None, "it was fast", None])
+    batched = capture_batch(loaded, mixed, max_length=64, needs=FORWARD_VIEWS)
+    for example, together in zip(mixed, batched, strict=True):
+        (alone,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS)
+        assert together.sequences["input"] == alone.sequences["input"]
+        assert sum(together.sequences["input"].special) == (3 if "text_pair" in example.fields else 2) + (
+            kind.startswith("roberta") and "text_pair" in example.fields
+        )
+        np.testing.assert_allclose(together.attentions["self"].full, alone.attentions["self"].full, atol=1e-5)
+        for label, p in alone.prediction.probabilities.items():
+            assert together.prediction.probabilities[label] == pytest.approx(p, abs=1e-5)

@@ -165,25 +165,51 @@ def encode_stream(
 ) -> Stream:
     """Tokenise texts (and optional second texts) with padding, truncation and offsets.
 
-    The length before truncation is measured first so truncation can be reported.
+    Examples with and without a second text are tokenised apart (a missing pair must not become ``""``, which
+    adds a separator) and padded to one width, so a batch gives each example exactly what it gets alone. The
+    length before truncation is measured first so truncation can be reported.
     """
-    has_pairs = pairs is not None and any(p is not None for p in pairs)
+    import torch
+    from transformers import BatchEncoding
+
     firsts = list(texts)
-    seconds = [p or "" for p in pairs] if has_pairs and pairs is not None else None
-    full = tokenizer(firsts, seconds, truncation=False, verbose=False)["input_ids"]
-    enc = tokenizer(
-        firsts,
-        seconds,
-        truncation=truncation,
-        max_length=max_length,
-        padding=True,
-        return_tensors="pt",
-        return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
-        return_special_tokens_mask=True,
-    )
-    lengths = [len(ids) for ids in full]
+    seconds: list[str | None] = list(pairs) if pairs is not None else [None] * len(firsts)
+    groups = [
+        g
+        for g in ([i for i, p in enumerate(seconds) if p is None], [i for i, p in enumerate(seconds) if p is not None])
+        if g
+    ]
+    options = {"truncation": truncation, "verbose": False}
+
+    def call(group: list[int], **kwargs: Any) -> Any:
+        pair = [seconds[i] for i in group] if seconds[group[0]] is not None else None
+        return tokenizer([firsts[i] for i in group], pair, **kwargs)
+
+    full = {
+        i: len(ids)
+        for g in groups
+        for i, ids in zip(g, call(g, truncation=False, verbose=False)["input_ids"], strict=True)
+    }
+    width = max(len(ids) for g in groups for ids in call(g, max_length=max_length, **options)["input_ids"])
+    parts = [
+        call(
+            g,
+            max_length=width,
+            padding="max_length",
+            return_tensors="pt",
+            return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
+            return_special_tokens_mask=True,
+            **options,
+        )
+        for g in groups
+    ]
+    order = torch.as_tensor([i for g in groups for i in g]).argsort()
+    data = {key: torch.cat([part[key] for part in parts])[order] for key in parts[0]}
+    encodings = [e for part in parts for e in (part.encodings or [])]
+    enc = BatchEncoding(data, encoding=[encodings[i] for i in order.tolist()] if encodings else None)
+    lengths = [full[i] for i in range(len(firsts))]
     kept = enc["attention_mask"].sum(dim=1).tolist()
-    text_tuples = [(t,) if seconds is None else (t, s) for t, s in zip(firsts, seconds or firsts, strict=True)]
+    text_tuples = [(t,) if s is None else (t, s) for t, s in zip(firsts, seconds, strict=True)]
     return Stream(
         input_ids=enc["input_ids"].to(device),
         mask=enc["attention_mask"].to(device),
