@@ -163,3 +163,20 @@ def test_show_prints_prediction_and_shaded_words_without_interpreting_markup(mod
     assert "heads are diffuse" in result.stdout
     empty = runner.invoke(app, ["show", "   ", "--model", model])
     assert empty.exit_code == 3 and "is empty" in empty.stderr
+
+
+def test_one_word_input_completes_with_undefined_numbers_as_null(tmp_path: Path, model: str) -> None:
+    """Kendall τ over one token is undefined: null in summary.json, a dash on the page, and the run completes."""
+    from attnviz.output.schema import validate_summary
+
+    out = tmp_path / "out"
+    result = render(
+        ["cat", "--model", model, "--method", "attention,agreement", "--format", "json,html", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    validate_summary(summary)
+    assert summary["status"] == "complete"
+    metrics = summary["examples"][0]["metrics"]
+    assert metrics["agreement_ig.attention"] is None and metrics["ig_total"] is not None
+    assert "undefined for this example" in (out / summary["examples"][0]["page"]).read_text(encoding="utf-8")

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from attnviz.output.summary import json_number
+
 # Per-method scalar families; the unqualified name is the primary (first) method's value.
 METHOD_FAMILIES = (
     "comprehensiveness",
@@ -29,7 +31,6 @@ METHOD_FAMILIES = (
 HEAD_MAPS = ("entropy", "special_share", "sink_share")
 TOP_WORDS = 15
 DISAGREEMENTS = 5
-DIGITS = 6
 
 
 class Running:
@@ -60,10 +61,6 @@ class Running:
 
 #: Headline words come from the method with the best measured faithfulness; without a measurement, from this one.
 HEADLINE_FALLBACK = "relevancy"
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), DIGITS)
 
 
 class DatasetAggregate:
@@ -172,7 +169,7 @@ class DatasetAggregate:
             "examples": self.count,
             "skipped": skipped,
             "truncated": self.truncated,
-            "accuracy": _r(self.metrics["accuracy"].mean) if self.metrics["accuracy"].n else None,
+            "accuracy": json_number(self.metrics["accuracy"].mean) if self.metrics["accuracy"].n else None,
         }
         spread: dict[str, float | None] = {}
         intervals: dict[str, list[float | None] | None] = {}  # 95 % t-intervals of the means
@@ -180,10 +177,10 @@ class DatasetAggregate:
         for name, running in sorted(self.metrics.items()):
             if name == "accuracy" or not running.n:
                 continue
-            metrics[name] = _r(running.mean)
-            spread[name] = _r(running.std)
+            metrics[name] = json_number(running.mean)
+            spread[name] = json_number(running.std)
             interval = running.interval()
-            intervals[name] = None if interval is None else [_r(interval[0]), _r(interval[1])]
+            intervals[name] = None if interval is None else [json_number(interval[0]), json_number(interval[1])]
             counts[name] = running.n
         if self.primary is not None:
             for family in METHOD_FAMILIES:
@@ -196,10 +193,10 @@ class DatasetAggregate:
         labels = sorted({g for g, _ in self.confusion} | {p for _, p in self.confusion})
         heads: dict[str, dict[str, Any]] = defaultdict(dict)
         for (kind, name), (total, n) in sorted(self.heads.items()):
-            heads[kind][name] = [[_r(v) for v in row] for row in total / n]
+            heads[kind][name] = [[json_number(v) for v in row] for row in total / n]
         if self.diffuse is not None:
             total, n = self.diffuse
-            heads[self.main_kind or "self"]["diffuse_frequency"] = [[_r(v) for v in row] for row in total / n]
+            heads[self.main_kind or "self"]["diffuse_frequency"] = [[json_number(v) for v in row] for row in total / n]
         headline, reason = self.headline()
         for row, words in zip(self.rows, self._row_words, strict=True):
             row["top_words"] = words.get(headline, []) if headline else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ SCHEMA_VERSION = "1.0"
 DIGITS = 6
 
 
-def _r(value: float) -> float:
-    return round(float(value), DIGITS)
+def json_number(value: float | None) -> float | None:
+    """A number as summary.json holds it: rounded to ``DIGITS``, and None where it is not finite (a rank correlation
+    over one token, say), so the file stays valid JSON. The one place non-finite numbers are turned into null."""
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), DIGITS)
 
 
 def _matrix(values: np.ndarray) -> list[list[float]]:
-    return [[_r(v) for v in row] for row in values]
+    return [[json_number(v) for v in row] for row in values]
 
 
 def versions() -> dict[str, str]:
@@ -53,11 +56,15 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
             "label": ts.label,
             "stage": ts.stage_labels[ts.default_stage],
             "sequence": ts.sequence,
-            "tokens": [_r(v) for v in ts.at()],
-            "words": [_r(v) for v in report.word_scores(ts)],
-            "top_words": [[w, _r(s)] for w, s in report.top_words(ts, 3)],
+            "tokens": [json_number(v) for v in ts.at()],
+            "words": [json_number(v) for v in report.word_scores(ts)],
+            "top_words": [[w, json_number(s)] for w, s in report.top_words(ts, 3)],
             "rows": [
-                {"row": v["row"], "top_words": [[w, _r(s)] for w, s in v["top"]], "first_token": _r(v["first_token"])}
+                {
+                    "row": v["row"],
+                    "top_words": [[w, json_number(s)] for w, s in v["top"]],
+                    "first_token": json_number(v["first_token"]),
+                }
                 for v in report.row_views(ts)
             ],
         }
@@ -75,8 +82,8 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
         "label": example.label,
         "prediction": {
             "text": prediction.text,
-            "score": None if prediction.score is None else _r(prediction.score),
-            "probabilities": {k: _r(v) for k, v in prediction.probabilities.items()},
+            "score": None if prediction.score is None else json_number(prediction.score),
+            "probabilities": {k: json_number(v) for k, v in prediction.probabilities.items()},
             "correct": correct,
             "details": _plain(prediction.details),
         },
@@ -90,22 +97,22 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
         "scores": scores,
         "heads": heads,
         "flags": {name: [[layer + 1, head + 1] for layer, head in pairs] for name, pairs in report.flags.items()},
-        "metrics": {name: _r(value) for name, value in report.scalars.items()},
+        "metrics": {name: json_number(value) for name, value in report.scalars.items()},
         "messages": report.messages,
         "method_correlations": [
-            {"a": a, "b": b, "spearman": None if np.isnan(rho) else _r(rho)}
+            {"a": a, "b": b, "spearman": None if np.isnan(rho) else json_number(rho)}
             for a, b, rho in report.method_correlations()
         ],
         "explained_attention": main,
-        "mean_entropy": None if entropy is None else _r(entropy.values.mean()),
-        "mean_special_share": None if special is None else _r(special.values.mean()),
+        "mean_entropy": None if entropy is None else json_number(entropy.values.mean()),
+        "mean_special_share": None if special is None else json_number(special.values.mean()),
     }
 
 
 def _plain(value: Any) -> Any:
     """Task details as JSON-ready values with floats rounded like everything else."""
     if isinstance(value, float):
-        return _r(value)
+        return json_number(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
