@@ -29,6 +29,7 @@ from attnviz.model.views import CHUNK_ELEMENTS, ViewRequest, views_from_arrays
 from attnviz.output.schema import validate_summary
 from attnviz.types import FULL, GRAD_MEAN, HEAD_MEAN, NORM_ROWS, RELEVANCY, ROLLOUT, ROWS, STATS, Needs
 
+GEN = GenerationOptions(max_new_tokens=4)
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "eager_scores.npz"
 METHODS = ["attention", "rollout", "relevancy", "norms", "heads", "flow"]
 EVERY_VIEW = Needs(
@@ -72,7 +73,12 @@ def test_every_method_gives_the_full_tensor_numbers(
     prefix = f"{family}-{side}/"
     want = {k.removeprefix(prefix): golden[k] for k in golden.files if k.startswith(prefix)}
     got = _numbers(loaded)
-    assert set(got) == set(want)
+    # Added since: previous/same-token shares of a decoder's self-attention (its targets over its shifted inputs).
+    added = {
+        k for k in set(got) - set(want) if "/metric/decoder/" in k and k.endswith(("previous_token", "self_token"))
+    }
+    assert set(got) - added == set(want)
+    assert bool(added) == family.endswith("seq2seq")
     for key, expected in want.items():
         np.testing.assert_allclose(got[key], expected, atol=tolerance, rtol=0, err_msg=f"{family}-{side} {key}")
 
@@ -219,3 +225,18 @@ def test_max_length_beyond_the_model_is_refused_in_words(tiny_loaded: Callable[.
     with pytest.raises(UsageError, match=r"--max-length 129 is more than model .* takes \(128 tokens\)") as err:
         resolve_max_length(loaded, 129)
     assert err.value.exit_status == 2
+
+
+def test_decoder_self_attention_has_positional_shares(tiny_loaded: Callable[..., object]) -> None:
+    """A decoder's targets and its shifted inputs are the same positions: A[i, i−1] and A[i, i] are defined."""
+    loaded = tiny_loaded("bart-seq2seq")
+    needs = Needs(attention=frozenset({STATS, FULL}))
+    (cap,) = capture_batch(loaded, task_examples("seq2seq")[:1], max_length=64, needs=needs, generation=GEN)
+    decoder = cap.attentions["decoder"]
+    full = decoder.full.astype(np.float64)
+    n = full.shape[-1]
+    previous = np.mean([full[:, :, i, i - 1] for i in range(1, n)], axis=0)
+    same = np.mean([full[:, :, i, i] for i in range(n)], axis=0)
+    np.testing.assert_allclose(decoder.stats["previous_token"], previous, atol=1e-6)
+    np.testing.assert_allclose(decoder.stats["self_token"], same, atol=1e-6)
+    assert "next_token" not in decoder.stats and "previous_token" not in cap.attentions["cross"].stats

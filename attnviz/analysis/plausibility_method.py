@@ -10,7 +10,7 @@ from attnviz.types import Capture, Needs
 
 
 class Plausibility:
-    """Token F1 of each method's top-k tokens (k = the rationale's token count) and AUPRC.
+    """Token F1 of each method's top-k tokens (k = the rationale's token count) and AUPRC (average precision).
 
     The rationale marks characters of ``text``: ``[[start, end], …]`` spans or a list of words (every
     whole-word occurrence). A token belongs to it when its characters overlap a span.

@@ -124,6 +124,7 @@ def capture_batch(
                 segments=np.asarray(key_seq.segments),
                 explained=explained.weights if kind == explained.attention else None,
                 value_norms=_norms(norms, kind, b, cols),
+                aligned=where.positions_aligned,
             )
             attentions[kind] = _views(request, source, b, rows, cols, needs.gradients)
         first = batch.streams[next(iter(layout.values())).query]

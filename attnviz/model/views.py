@@ -67,6 +67,7 @@ class ViewRequest:
         special: (k,) True for special key tokens.
         segments: (k,) segment of each key token (self-attention: also of each query row).
         explained: (r, q) explained-row weights, for the main attention; None for the others.
+        aligned: query i and key i are the same position (positional shares are defined).
         value_norms: (L, H, k) value-vector norms, when recorded.
     """
 
@@ -80,6 +81,7 @@ class ViewRequest:
     segments: np.ndarray
     explained: np.ndarray | None = None
     value_norms: np.ndarray | None = None
+    aligned: bool = False
 
 
 class ViewBuilder:
@@ -129,10 +131,10 @@ class ViewBuilder:
     def _stat_sums(self) -> dict[str, np.ndarray]:
         layers, heads = self.request.shape[:2]
         names = ["entropy", "special_share", "first_token", "sink_share"]
-        if self.self_attention:
+        if self.request.aligned or self.self_attention:
             names += ["previous_token", "self_token"] + ([] if self.request.causal else ["next_token"])
-            if len(set(self.request.segments.tolist())) >= 2:
-                names += ["cross_0_to_1", "cross_1_to_0"]
+        if self.self_attention and len(set(self.request.segments.tolist())) >= 2:
+            names += ["cross_0_to_1", "cross_1_to_0"]
         if self.request.value_norms is not None:
             names.append("special_share_norm")
         return {name: np.zeros((layers, heads)) for name in names}

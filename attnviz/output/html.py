@@ -211,7 +211,7 @@ TRUST_COLUMNS = (
     ("agreement_ig", "τ vs IG"),
     ("agreement_ixg", "τ vs I×G"),
     ("plausibility_f1", "rationale F1"),
-    ("auprc", "rationale AUPRC"),
+    ("auprc", "rationale AUPRC (average precision)"),
 )
 
 

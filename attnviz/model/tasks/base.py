@@ -74,11 +74,18 @@ class Forward:
 
 @dataclass(frozen=True)
 class AttentionLayout:
-    """Where an attention kind's queries and keys come from (stream names), and whether it is causal."""
+    """Where an attention kind's queries and keys come from (stream names), whether it is causal, and whether
+    query i and key i are the same position (``aligned``: self-attention, or a decoder's targets over its
+    shifted inputs), which is what previous/same/next-token shares need."""
 
     query: str
     key: str
     causal: bool = False
+    aligned: bool | None = None  # None: aligned when queries and keys are one sequence
+
+    @property
+    def positions_aligned(self) -> bool:
+        return self.query == self.key if self.aligned is None else self.aligned
 
 
 class TaskAdapter(ABC):

@@ -52,7 +52,7 @@ class Seq2SeqTask(TaskAdapter):
     def layout(self, batch: Batch, b: int) -> Mapping[str, AttentionLayout]:
         return {
             "encoder": AttentionLayout(SOURCE, SOURCE),
-            "decoder": AttentionLayout(TARGET, DECODER_INPUT, causal=True),
+            "decoder": AttentionLayout(TARGET, DECODER_INPUT, causal=True, aligned=True),
             "cross": AttentionLayout(TARGET, SOURCE),
         }
 
