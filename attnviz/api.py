@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
 from attnviz.errors import InputError, OutputError
-from attnviz.inputs import InputSpec, count_records, read_inputs
+from attnviz.inputs import InputSpec, count_records, existing_file, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.tasks import get_task
@@ -139,7 +139,7 @@ def run_info(
         "score_is_confidence": get_task(loaded.task).score_is_confidence,
         "attnviz_version": found["attnviz"],
         "versions": found,
-        "inputs": [arg if arg == "-" or Path(arg).is_file() else "<text>" for arg in inputs],
+        "inputs": [arg if arg == "-" or existing_file(arg) is not None else "<text>" for arg in inputs],
         "options": {
             "max_length": max_length,
             "batch_size": options.batch_size,

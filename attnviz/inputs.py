@@ -20,6 +20,9 @@ from attnviz.types import Example, SkippedRecord
 TEXT_FIELDS = ("text", "text_pair", "question", "context", "source", "target")
 KNOWN_FIELDS = ("id", *TEXT_FIELDS, "label", "rationale")
 FILE_SUFFIXES = (".jsonl", ".txt", ".json", ".ndjson")
+# Names of data files a user may mistype: such an argument is a missing file, never a one-word text.
+DATA_SUFFIXES = (".csv", ".tsv", ".parquet", ".arrow")
+MAX_PATH_BYTES = 4096  # longer arguments are literal texts: no system takes a path this long
 
 OnError = Literal["stop", "skip"]
 
@@ -82,6 +85,27 @@ def read_inputs(
             yield item
 
 
+def existing_file(arg: str) -> Path | None:
+    """The file an argument names, or None: a literal text never touches the file system as a path, also when
+    it is too long to be a file name."""
+    if "\n" in arg or len(arg.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return None
+    try:
+        path = Path(arg)
+        return path if path.is_file() else None
+    except (OSError, ValueError):  # a name the system refuses (too long a component, a NUL byte)
+        return None
+
+
+def _is_dir(arg: str) -> bool:
+    if "\n" in arg or len(arg.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return False
+    try:
+        return Path(arg).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def count_records(args: Sequence[str]) -> int | None:
     """How many input records the arguments hold (non-blank lines of files, one per literal text), read cheaply
     before the run; None when stdin is among them (it can be read only once)."""
@@ -89,8 +113,8 @@ def count_records(args: Sequence[str]) -> int | None:
     for arg in args:
         if arg == "-":
             return None
-        path = Path(arg)
-        if path.is_file():
+        path = existing_file(arg)
+        if path is not None:
             with path.open("rb") as handle:
                 total += sum(1 for raw in handle if raw.strip())
         else:
@@ -103,17 +127,17 @@ def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) ->
         stream = stdin if stdin is not None else sys.stdin.buffer
         yield from _read_lines(stream, "<stdin>", "stdin", spec)
         return
-    path = Path(arg)
-    if path.is_file():
+    path = existing_file(arg)
+    if path is not None:
         with path.open("rb") as handle:
             if path.suffix in (".jsonl", ".ndjson", ".json"):
                 yield from _read_jsonl(handle, str(path), spec)
             else:
                 yield from _read_lines(handle, str(path), path.stem, spec)
         return
-    if path.is_dir():
+    if _is_dir(arg):
         raise InputError(arg, "is a directory; pass the .jsonl or .txt files inside it")
-    if "\n" not in arg and " " not in arg and arg.endswith(FILE_SUFFIXES):
+    if not any(c.isspace() for c in arg) and arg.lower().endswith(FILE_SUFFIXES + DATA_SUFFIXES):
         raise InputError(arg, "file not found")
     source = f"<argument {arg_no}>"
     yield _handle_build(partial(_example, {spec.line_field: arg}, source, f"text-{arg_no}", spec), spec)

@@ -180,3 +180,23 @@ def test_one_word_input_completes_with_undefined_numbers_as_null(tmp_path: Path,
     metrics = summary["examples"][0]["metrics"]
     assert metrics["agreement_ig.attention"] is None and metrics["ig_total"] is not None
     assert "undefined for this example" in (out / summary["examples"][0]["page"]).read_text(encoding="utf-8")
+
+
+def test_long_literal_text_and_missing_data_file(tmp_path: Path, model: str) -> None:
+    """A literal text longer than a file name can be is a text (no OSError); a missing data.csv is exit 3."""
+    out = tmp_path / "out"
+    long_text = "wonderful " * 60
+    result = render([long_text, "--model", model, "--method", "attention", "--format", "json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["run"]["inputs"] == ["<text>"]
+    missing = render(["data.csv", "--model", model, "--method", "attention", "--out", str(tmp_path / "o2")])
+    assert missing.exit_code == 3 and "data.csv" in missing.output and "file not found" in missing.output
+
+
+def test_check_needs_a_threshold(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["check", str(tmp_path / "summary.json")])
+    assert result.exit_code == 2 and "at least one threshold" in result.output
+
+
+def test_model_help_keeps_the_extra_name() -> None:
+    assert "attnviz[demo]" in runner.invoke(app, ["render", "--help"], terminal_width=200).output
