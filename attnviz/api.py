@@ -96,6 +96,9 @@ def render_reports(
                     aggregate.add(entry)
                 if on_progress is not None:
                     on_progress(aggregate.count)
+        # An input with nothing in it is a mistake a CI job must hear about (a shard may be empty on its own).
+        if not aggregate.count and not skipped and not options.allow_empty and count_records(inputs) in (0, None):
+            raise InputError(", ".join(inputs), "has no examples (pass --allow-empty if that is expected)")
     except InputError as err:
         status, error = "failed", str(err)
         raise

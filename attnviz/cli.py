@@ -219,6 +219,9 @@ def render(
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")
     ] = "delete",
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="An input without examples completes (exit 0) instead of exit 3.")
+    ] = False,
     trust_sample: Annotated[
         int,
         typer.Option(
@@ -289,6 +292,7 @@ def render(
             png_layers=layers,
             ig_steps=ig_steps,
             trust_sample=trust_sample,
+            allow_empty=allow_empty,
         )
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(

@@ -158,6 +158,7 @@ class RenderOptions:
         ig_first_steps: the steps Integrated Gradients starts with.
         trust_sample: run trust checks on a seeded random sample of this many input records when there are more
             (0: on every example).
+        allow_empty: an input without examples completes instead of failing.
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
     """
 
@@ -180,6 +181,7 @@ class RenderOptions:
     ig_steps: int = DEFAULT_IG_STEPS
     ig_first_steps: int = IG_FIRST_STEPS
     trust_sample: int = DEFAULT_TRUST_SAMPLE
+    allow_empty: bool = False
 
     def __post_init__(self) -> None:
         if self.trust_sample < 0:

@@ -200,3 +200,13 @@ def test_check_needs_a_threshold(tmp_path: Path) -> None:
 
 def test_model_help_keeps_the_extra_name() -> None:
     assert "attnviz[demo]" in runner.invoke(app, ["render", "--help"], terminal_width=200).output
+
+
+def test_empty_input_is_exit_3_unless_allowed(tmp_path: Path, model: str) -> None:
+    empty = write(tmp_path / "empty.jsonl", "\n\n")
+    result = render([str(empty), "--model", model, "--out", str(tmp_path / "a")])
+    assert result.exit_code == 3 and "empty.jsonl: has no examples" in result.output
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed" and "no examples" in summary["error"]
+    allowed = render([str(empty), "--model", model, "--allow-empty", "--format", "json", "--out", str(tmp_path / "b")])
+    assert allowed.exit_code == 0, allowed.output
