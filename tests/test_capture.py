@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from capture_helpers import EVERY_VIEW, FORWARD_VIEWS
 
+from attnviz.config import GenerationOptions
 from attnviz.errors import ModelError
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.types import FULL, Example, Needs
 
+GEN = GenerationOptions(max_new_tokens=4)
 TEXTS = [
     "The cat sat quietly on the warm windowsill.",
     "Rainy.",
@@ -190,3 +192,26 @@ def test_singles_batched_with_pairs_equal_singles_alone(tiny_loaded: Callable, k
         np.testing.assert_allclose(together.attentions["self"].full, alone.attentions["self"].full, atol=1e-5)
         for label, p in alone.prediction.probabilities.items():
             assert together.prediction.probabilities[label] == pytest.approx(p, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kind, rows",
+    [
+        (
+            "bert-qa",
+            [{"question": "who sat", "context": "the cat sat on the mat"}, {"question": "what", "context": "rain"}],
+        ),
+        ("llama-lm", [{"text": "the cat sat"}, {"text": "a dog", "target": "ran far away"}, {"text": "birds"}]),
+        ("bart-seq2seq", [{"source": "the cat sat on the mat"}, {"source": "rain", "target": "Regen"}]),
+    ],
+)
+def test_batched_equals_alone_for_every_task(tiny_loaded: Callable, kind: str, rows: list[dict[str, str]]) -> None:
+    """Mixed batches (with and without targets, of different lengths) give each example what it gets alone."""
+    loaded = tiny_loaded(kind)
+    batch = [Example(id=f"e{i}", source=f"t:{i}", fields=row, index=i) for i, row in enumerate(rows)]
+    together = capture_batch(loaded, batch, max_length=64, needs=FORWARD_VIEWS, generation=GEN)
+    for example, mixed in zip(batch, together, strict=True):
+        (alone,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS, generation=GEN)
+        assert mixed.sequences == alone.sequences and mixed.prediction.text == alone.prediction.text
+        for kind_name, views in alone.attentions.items():
+            np.testing.assert_allclose(mixed.attentions[kind_name].full, views.full, atol=1e-5)
