@@ -41,12 +41,8 @@ def _guard(debug: bool, call: Callable[[], T]) -> T:
         if debug:
             raise
         _fail(str(err), err.exit_status)
-    except ValueError as err:  # invalid option combinations caught by the options objects
-        if debug:
-            raise
-        _fail(str(err), ExitStatus.USAGE)
     except KeyboardInterrupt:
-        _fail("interrupted", ExitStatus.ERROR)
+        _fail("interrupted; what was written so far is kept", ExitStatus.INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - last-resort boundary; --debug shows the traceback
         if debug:
             raise

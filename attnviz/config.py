@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from attnviz.errors import UsageError
 from attnviz.inputs import OnError
 
 DEFAULT_METHODS = (
@@ -60,7 +61,7 @@ def parse_png_layers(text: str) -> PngLayers:
 def _check_png_layers(value: object, shown: str) -> None:
     numbers = isinstance(value, tuple) and bool(value) and all(isinstance(n, int) and n >= 1 for n in value)
     if value not in ("last", "all") and not numbers:
-        raise ValueError(f"png_layers must be {PNG_LAYERS_FORMS}, got '{shown}'")
+        raise UsageError(f"png_layers must be {PNG_LAYERS_FORMS}, got '{shown}'")
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,9 @@ class GenerationOptions:
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
+            raise UsageError("max_new_tokens must be at least 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be > 0 and top_p in (0, 1]")
+            raise UsageError("temperature must be > 0 and top_p in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ class AnalysisOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.ig_first_steps <= self.ig_steps:
-            raise ValueError(f"ig_steps must be at least {self.ig_first_steps}, got {self.ig_steps}")
+            raise UsageError(f"ig_steps must be at least {self.ig_first_steps}, got {self.ig_steps}")
 
 
 @dataclass(frozen=True)
@@ -185,15 +186,15 @@ class RenderOptions:
 
     def __post_init__(self) -> None:
         if self.trust_sample < 0:
-            raise ValueError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
+            raise UsageError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
         _check_png_layers(self.png_layers, str(self.png_layers))
         if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise UsageError("batch_size must be at least 1")
         if self.max_length is not None and self.max_length < 2:
-            raise ValueError("max_length must be at least 2")
+            raise UsageError("max_length must be at least 2")
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
-            raise ValueError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
+            raise UsageError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
 
     @property
     def analysis(self) -> AnalysisOptions:

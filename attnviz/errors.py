@@ -15,6 +15,7 @@ class ExitStatus(IntEnum):
     MODEL = 4
     OUTPUT = 5
     CHECK_FAILED = 6
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 
 class AttnvizError(Exception):
@@ -64,7 +65,7 @@ class ThresholdError(AttnvizError):
     exit_status = ExitStatus.CHECK_FAILED
 
 
-class UsageError(AttnvizError):
+class UsageError(AttnvizError, ValueError):
     """An option value that cannot be used as given (e.g. a threshold that is not ``NAME=VALUE``)."""
 
     exit_status = ExitStatus.USAGE

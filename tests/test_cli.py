@@ -210,3 +210,19 @@ def test_empty_input_is_exit_3_unless_allowed(tmp_path: Path, model: str) -> Non
     assert summary["status"] == "failed" and "no examples" in summary["error"]
     allowed = render([str(empty), "--model", model, "--allow-empty", "--format", "json", "--out", str(tmp_path / "b")])
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_option_errors_are_usage_and_other_value_errors_are_unexpected(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = render(["hello", "--model", model, "--trust-sample", "-1", "--out", str(tmp_path / "a")])
+    assert bad.exit_code == 2 and "trust_sample must be 0 (every example) or more" in bad.output
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("a bug, not a usage error")
+
+    monkeypatch.setattr("attnviz.api.example_summary", broken)
+    crashed = render(
+        ["hello", "--model", model, "--method", "attention", "--format", "json", "--out", str(tmp_path / "b")]
+    )
+    assert crashed.exit_code == 1 and "unexpected ValueError: a bug, not a usage error" in crashed.output

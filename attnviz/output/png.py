@@ -22,6 +22,7 @@ from PIL import Image, ImageColor, ImageDraw, ImageFont
 from attnviz.analysis import HeadMetric
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.config import DEFAULT_PNG_LAYERS, PngLayers
+from attnviz.errors import UsageError
 from attnviz.output.base import DRAWN_VIEWS, display_label, drawable, example_dir, register_renderer
 from attnviz.output.colors import normalize, rgb, text_colour
 from attnviz.output.summary import RunDocument
@@ -383,7 +384,7 @@ def draw_example(
     if "heads" in groups and isinstance(head_layers, tuple):
         deepest = max(att.num_layers for att in capture.attentions.values())
         if max(head_layers) > deepest:
-            raise ValueError(f"png_layers: layer {max(head_layers)} asked for, the model has {deepest} layers")
+            raise UsageError(f"--png-layers: layer {max(head_layers)} asked for, the model has {deepest} layers")
     figures: dict[str, bytes] = {}
     for att in capture.attentions.values():
         rows = capture.sequences[att.query]
