@@ -11,7 +11,7 @@ from typing import Any, BinaryIO
 
 from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
-from attnviz.errors import InputError, OutputError
+from attnviz.errors import InputError, OutputError, UsageError
 from attnviz.inputs import InputSpec, count_records, existing_file, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
@@ -332,6 +332,7 @@ def compare_models(
 
     Raises:
         InputError, ModelError, OutputError: as :func:`attnviz.api.render_reports` (side A runs first).
+        UsageError: the two models do not do the same task, or label the same classes differently.
     """
     import io
     import sys
@@ -339,6 +340,9 @@ def compare_models(
     from attnviz.output.compare import compare_summaries, write_compare
 
     started = time.perf_counter()
+    loaded_a = loaded_a or load_model(options_a.model)
+    loaded_b = loaded_b or load_model(options_b.model)
+    _check_comparable(loaded_a, loaded_b)
     out_dir = Path(out_dir)
     if "-" in inputs:
         data = (stdin if stdin is not None else sys.stdin.buffer).read()
@@ -363,3 +367,15 @@ def compare_models(
     document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
     write_compare(document, out_dir)
     return document
+
+
+def _check_comparable(a: LoadedModel, b: LoadedModel) -> None:
+    """Two models are compared example by example only when their predictions mean the same thing."""
+    if a.task != b.task:
+        raise UsageError(f"cannot compare '{a.name}' ({a.task}) with '{b.name}' ({b.task}): they do different tasks")
+    labels = [sorted(str(v) for v in (getattr(m.model.config, "id2label", None) or {}).values()) for m in (a, b)]
+    if labels[0] != labels[1] and all(labels):
+        raise UsageError(
+            f"cannot compare '{a.name}' with '{b.name}': their labels differ ({', '.join(labels[0])} vs "
+            f"{', '.join(labels[1])}), so flips between them would mean nothing"
+        )

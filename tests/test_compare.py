@@ -300,3 +300,18 @@ def test_stdin_is_read_once_for_both_sides(tiny_loaded: Loader, tmp_path: Path) 
     stdin = io.BytesIO(b"The cat sat on the mat.\nWhere is the nearest station?\n")
     doc = compare_models(["-"], OPTIONS, OPTIONS, tmp_path, loaded_a=model, loaded_b=model, stdin=stdin)
     assert doc["dataset"]["metrics"]["examples"] == 2 and doc["missing"] == {"only_a": [], "only_b": []}
+
+
+def test_models_of_different_tasks_are_not_compared(tiny_loaded: Callable, tmp_path: Path) -> None:
+    from attnviz.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"\(classify\) with .* \(encode\): they do different tasks") as err:
+        compare_models(
+            ["the cat sat"],
+            OPTIONS,
+            OPTIONS,
+            tmp_path,
+            loaded_a=tiny_loaded("bert-classifier"),
+            loaded_b=tiny_loaded("bert-base"),
+        )
+    assert err.value.exit_status == 2 and not (tmp_path / "a").exists()  # refused before anything ran
