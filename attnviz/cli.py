@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
-from attnviz.config import DEFAULT_IG_STEPS, DEFAULT_TRUST_SAMPLE, IG_FIRST_STEPS
+from attnviz.config import DEFAULT_FORMATS, DEFAULT_IG_STEPS, DEFAULT_TRUST_SAMPLE, IG_FIRST_STEPS, SHOW_METHODS
 from attnviz.errors import AttnvizError, ExitStatus
 
 app = typer.Typer(
@@ -187,7 +187,9 @@ def render(
     ] = None,
     fmt: Annotated[
         list[str] | None,
-        typer.Option("--format", help="Outputs to write (repeat or comma-separate). Default: html, png, json."),
+        typer.Option(
+            "--format", help=f"Outputs to write (repeat or comma-separate). Default: {', '.join(DEFAULT_FORMATS)}."
+        ),
     ] = None,
     on_error: Annotated[
         str, typer.Option(help="stop: a bad input line ends the run (exit 3); skip: record it and go on.")
@@ -313,7 +315,7 @@ def show(
     task: TaskOpt = None,
     capture: CaptureOpt = "auto",
     method: Annotated[
-        list[str] | None, typer.Option("--method", help="Analyses (default: attention, rollout, relevancy, heads).")
+        list[str] | None, typer.Option("--method", help=f"Analyses (default: {', '.join(SHOW_METHODS)}).")
     ] = None,
     debug: DebugOpt = False,
 ) -> None:
@@ -326,7 +328,7 @@ def show(
 
         options = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
-            methods=_split(method) or ("attention", "rollout", "relevancy", "heads"),
+            methods=_split(method) or SHOW_METHODS,
         )
         print_example(out_console, explain_text(text, options))
 

@@ -20,6 +20,8 @@ DEFAULT_METHODS = (
     "plausibility",
 )
 DEFAULT_FORMATS = ("html", "png", "json", "markdown")
+# `attnviz show` prints to a terminal: the methods that need no re-run of the model, so it answers at once.
+SHOW_METHODS = ("attention", "rollout", "relevancy", "heads")
 # Integrated Gradients runs IG_FIRST_STEPS Gauss-Legendre steps, then doubles them (up to --ig-steps, default
 # DEFAULT_IG_STEPS) while its convergence delta is above 1 % of |F(x) − F(baseline)|. On the 24 demo reviews a
 # fixed count kept every delta under 1 % from 60 steps (50: 1 review at 2.9 %; 32: 1 at 1.2 %; 16: 13 over); 16

@@ -1,0 +1,32 @@
+"""The README states defaults that the code defines: a test keeps them in step."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.config import DEFAULT_FORMATS, DEFAULT_IG_STEPS, DEFAULT_METHODS, DEFAULT_PNG_LAYERS, DEFAULT_TRUST_SAMPLE
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def _flat(text: str) -> str:
+    """Text with runs of whitespace (and the help's box borders) as one space."""
+    return re.sub(r"\s+", " ", text.replace("│", " "))
+
+
+def test_readme_defaults_match_the_code() -> None:
+    text = _flat(README)
+    assert f"The default is `{', '.join(DEFAULT_METHODS)}`" in text
+    assert f"`--format {','.join(DEFAULT_FORMATS)}` (the default)" in text
+    assert f"(default `{DEFAULT_PNG_LAYERS}`" in text
+    assert f"up to `--ig-steps` (default {DEFAULT_IG_STEPS})" in text
+    assert f"`--trust-sample` input records (default {DEFAULT_TRUST_SAMPLE};" in text
+
+
+def test_help_states_the_code_defaults() -> None:
+    help_text = _flat(CliRunner().invoke(app, ["render", "--help"], terminal_width=400).output)
+    assert f"Default: {', '.join(DEFAULT_FORMATS)}." in help_text
