@@ -10,8 +10,8 @@ from attnviz.types import STATS, AttentionViews, Capture, Needs
 DIFFUSE_ENTROPY = 0.9  # normalised entropy above this: within 10% of spreading attention uniformly
 SINK_SHARE = 0.5  # more than half of a head's attention on special tokens or the first token
 
-#: The head metrics shown, in order: statistic name → (label, how it is computed). Cross-segment labels
-#: name the segments of the example (``text → text_pair``, ``question → context``).
+#: The head metrics shown, in order: statistic name → (label, how it is computed); then, for two-segment inputs,
+#: the cross-segment masses (``CROSS_SEGMENT``), labelled with the example's segment names.
 HEAD_METRICS: dict[str, tuple[str, str]] = {
     "entropy": (
         "normalised entropy",
@@ -33,9 +33,8 @@ HEAD_METRICS: dict[str, tuple[str, str]] = {
     "previous_token": ("attention on the previous token", "mean over rows of A[i, i−1]"),
     "self_token": ("attention on the same token", "mean over rows of A[i, i]"),
     "next_token": ("attention on the next token", "mean over rows of A[i, i+1]"),
-    "cross_0_to_1": ("first → second segment", "mean over first-segment tokens of the mass on the second"),
-    "cross_1_to_0": ("second → first segment", "mean over second-segment tokens of the mass on the first"),
 }
+CROSS_SEGMENT = ((0, 1), (1, 0))
 
 
 class HeadDiagnostics:
@@ -72,20 +71,20 @@ class HeadDiagnostics:
 
     def _metrics(self, capture: Capture, att: AttentionViews) -> list[HeadMetric]:
         """One HeadMetric per statistic capture computed for this attention kind, in ``HEAD_METRICS`` order."""
-        segment_names = capture.sequences[att.key].segment_names
-        metrics = []
-        for name, (label, note) in HEAD_METRICS.items():
-            if name not in att.stats:
+        names = capture.sequences[att.key].segment_names
+        shown = dict(HEAD_METRICS)
+        for a, b in CROSS_SEGMENT:
+            if f"cross_{a}_to_{b}" not in att.stats:  # one-segment inputs have no second name
                 continue
-            if name.startswith("cross_"):
-                a, b = int(name[6]), int(name[-1])
-                label = f"{segment_names[a]} → {segment_names[b]}"
-                note = (
-                    f"mean over {segment_names[a]} tokens of the mass on {segment_names[b]} tokens "
-                    "(special tokens left out)"
-                )
-            metrics.append(HeadMetric(name=name, label=label, values=att.stats[name], attention=att.kind, note=note))
-        return metrics
+            shown[f"cross_{a}_to_{b}"] = (
+                f"{names[a]} → {names[b]}",
+                f"mean over {names[a]} tokens of the mass on {names[b]} tokens (special tokens left out)",
+            )
+        return [
+            HeadMetric(name=name, label=label, values=att.stats[name], attention=att.kind, note=note)
+            for name, (label, note) in shown.items()
+            if name in att.stats
+        ]
 
 
 def describe_heads(entropy: np.ndarray, diffuse: np.ndarray, sink: np.ndarray, kind: str) -> str:

@@ -111,7 +111,7 @@ def capture_batch(
         for kind, where in layout.items():
             rows = batch.streams[where.query].keep(b)
             cols = batch.streams[where.key].keep(b)
-            source = blocks[kind] or _EagerBlocks(forward.attentions[kind], needs.gradients)
+            source = blocks[kind] or _EagerBlocks(forward.attentions[kind])
             key_seq = sequences[where.key]
             request = ViewRequest(
                 kind=kind,
@@ -176,7 +176,7 @@ def _numpy(tensor: Any) -> np.ndarray:
 class _EagerBlocks:
     """Row blocks sliced from the (B, H, q, k) tensors eager attention returned (the reference path)."""
 
-    def __init__(self, layers: Sequence[Any], gradients: bool) -> None:
+    def __init__(self, layers: Sequence[Any]) -> None:
         self.tensors = layers
         self.layers, self.heads, self.keys = len(layers), int(layers[0].shape[1]), int(layers[0].shape[-1])
 

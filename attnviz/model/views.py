@@ -171,12 +171,12 @@ class ViewBuilder:
         w = self.request.explained[:, start:stop] if self.request.explained is not None else None
         if self.rows is not None:
             self.rows[layer] += np.einsum("rc,hck->hrk", w, p)
-        weighted = None
+        weighted = None  # (H, c, k) α^h_ij·‖f^h(x_j)‖, rows rescaled per head (for the norm share statistic)
         if self.request.value_norms is not None and (self.norm_rows is not None or self.stats is not None):
-            weighted = _row_normalize(p * self.request.value_norms[layer].astype(np.float64)[:, None, :])
-        if self.norm_rows is not None:
-            norm_mean = _row_normalize((p * self.request.value_norms[layer].astype(np.float64)[:, None, :]).mean(0))
-            self.norm_rows[layer] += w @ norm_mean
+            scaled = p * self.request.value_norms[layer].astype(np.float64)[:, None, :]
+            weighted = _row_normalize(scaled)
+            if self.norm_rows is not None:
+                self.norm_rows[layer] += w @ _row_normalize(scaled.mean(0))
         if self.stats is not None:
             self._add_stats(layer, start, p, weighted)
 

@@ -148,7 +148,8 @@ class DatasetAggregate:
         found = []
         for name, running in sorted(self.metrics.items()):
             if name.startswith("comprehensiveness_margin.") and running.n:
-                low = running.interval()[0] if running.interval() is not None else running.mean
+                interval = running.interval()
+                low = interval[0] if interval is not None else running.mean
                 if low <= 0:
                     found.append(name.split(".", 1)[1])
         return found

@@ -197,12 +197,15 @@ def encode_stream(
         for g in groups
         for i, ids in zip(g, call(g, truncation=False, verbose=False)["input_ids"], strict=True)
     }
-    width = max(len(ids) for g in groups for ids in call(g, max_length=max_length, **options)["input_ids"])
+    # One group (the usual batch) pads to its own longest; two pad to the longest of both, measured first.
+    padding: dict[str, Any] = {"max_length": max_length, "padding": True}
+    if len(groups) > 1:
+        width = max(len(ids) for g in groups for ids in call(g, max_length=max_length, **options)["input_ids"])
+        padding = {"max_length": width, "padding": "max_length"}
     parts = [
         call(
             g,
-            max_length=width,
-            padding="max_length",
+            **padding,
             return_tensors="pt",
             return_offsets_mapping=bool(getattr(tokenizer, "is_fast", False)),
             return_special_tokens_mask=True,
