@@ -11,15 +11,17 @@ from typing import Any, BinaryIO
 
 from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
-from attnviz.errors import InputError, OutputError, UsageError
+from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
 from attnviz.inputs import InputSpec, count_records, existing_file, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.tasks import get_task
 from attnviz.output import get_renderer
 from attnviz.output.aggregate import DatasetAggregate
-from attnviz.output.base import Renderer
-from attnviz.output.check import CheckResult, check_summary, parse_thresholds
+from attnviz.output.base import Renderer, write_run_files
+from attnviz.output.check import CheckResult, Threshold, check_summary, recorded_check
+from attnviz.output.folder import claim_folder, spool_file
+from attnviz.output.schema import read_summary
 from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
 from attnviz.types import Example, Needs, SkippedRecord
 
@@ -34,12 +36,14 @@ def render_reports(
     loaded: LoadedModel | None = None,
     on_progress: Progress | None = None,
     keep_examples: bool = True,
+    thresholds: Sequence[Threshold] = (),
 ) -> dict[str, Any]:
     """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
 
-    Each example's files are written as soon as it is processed; index and summary are written at the
-    end, also when a bad input stops the run (then with ``status: "failed"``) before the error is
-    raised again.
+    The folder is locked for the run, and refused when it holds an earlier run's files (unless
+    ``options.overwrite``), before the model loads. Each example's files are written as soon as it is
+    processed; index and summary are written at the end, also when anything stops the run (bad input, an
+    error, Ctrl-C): then with ``status: "failed"`` and the reason, before the error is raised again.
 
     Args:
         inputs: texts, file paths or ``-`` for stdin.
@@ -49,78 +53,96 @@ def render_reports(
         on_progress: called with the number of examples finished after each batch.
         keep_examples: return every example entry (as in summary.json); False returns the short index
             rows instead, so memory stays flat for large runs.
+        thresholds: ``--min``/``--max`` bounds whose outcome summary.md records (the caller checks them on the
+            returned document, see :func:`finish_report`).
 
     Returns:
         The summary document written to summary.json.
 
     Raises:
+        UnknownNameError: an unknown method or format (exit 2).
+        UsageError: ``out_dir`` holds an earlier run and ``options.overwrite`` is not set (exit 2).
         InputError: bad input (exit 3), after writing what was done.
         ModelError: the model could not be loaded or gives no attention (exit 4).
-        OutputError: the output folder cannot be written (exit 5).
+        OutputError: the output folder cannot be written, or another run is writing it (exit 5).
     """
     started = time.perf_counter()
     methods = expand_methods(options.methods)
-    renderers = [get_renderer(name) for name in options.formats]
-    if options.save_tensors:
-        renderers.append(get_renderer("tensors"))
-    loaded = loaded or load_model(options.model)
-    task = get_task(loaded.task)
-    spec = InputSpec(
-        required=task.required_fields,
-        line_field=task.line_field,
-        field_map=dict(options.field_map),
-        on_error=options.on_error,
-    )
-    out = _prepare_out(options.out_dir)
-    explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
-    records = count_records(inputs) if options.trust_sample else None
-    explainer.measured = trust_sample(records, options.trust_sample, options.seed)
-    run = run_info(loaded, options, methods, explainer.max_length, inputs)
-    # Whether the trust checks ran on a sample, of how many records (pages and summary.md say so).
-    run["options"]["trust_sample"] = {
-        "size": options.trust_sample,
-        "sampled": explainer.measured is not None,
-        "records": records,
-    }
-    aggregate = DatasetAggregate()
-    skipped: list[SkippedRecord] = []
-    status, error = "complete", None
-    spool = out / ".examples.jsonl"
-    try:
-        with spool.open("w", encoding="utf-8") as spooled:
-            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
-                for report in explainer.reports(batch):
-                    _write_example(renderers, report, out, run, options)
-                    entry = example_summary(report)
-                    spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
-                    aggregate.add(entry)
-                if on_progress is not None:
-                    on_progress(aggregate.count)
-        # An input with nothing in it is a mistake a CI job must hear about (a shard may be empty on its own).
-        if not aggregate.count and not skipped and not options.allow_empty and count_records(inputs) in (0, None):
-            raise InputError(", ".join(inputs), "has no examples (pass --allow-empty if that is expected)")
-    except InputError as err:
-        status, error = "failed", str(err)
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        header = run_header(
-            run,
-            aggregate.result(len(skipped)),
-            [skipped_summary(s) for s in skipped],
-            status=status,
-            error=error,
-            timing={
-                "total_seconds": round(elapsed, 3),
-                "model_seconds": round(explainer.model_seconds, 3),
-                "faithfulness_seconds": round(explainer.recheck_seconds, 3),
-            },
+    names = [*options.formats, "tensors"] if options.save_tensors else options.formats
+    renderers = [get_renderer(name) for name in dict.fromkeys(names)]  # each once, however often asked for
+    # Locked and checked before the model loads (minutes, for a large one); the spool goes however the run ends.
+    with claim_folder(options.out_dir, options.overwrite) as out, spool_file(out) as spool:
+        loaded = loaded or load_model(options.model)
+        task = get_task(loaded.task)
+        spec = InputSpec(
+            required=task.required_fields,
+            line_field=task.line_field,
+            field_map=dict(options.field_map),
+            on_error=options.on_error,
+            literal=options.literal_text,
         )
-        document = RunDocument(header=header, spool=spool, rows=aggregate.rows)
-        _write_run(renderers, document, out)
-    result = document.as_dict() if keep_examples else {**header, "examples": aggregate.rows}
-    spool.unlink()
-    return result
+        explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
+        records = count_records(inputs, options.literal_text) if options.trust_sample else None
+        explainer.measured = trust_sample(records, options.trust_sample, options.seed)
+        run = run_info(loaded, options, methods, explainer.max_length, inputs)
+        # Whether the trust checks ran on a sample, of how many records (pages and summary.md say so).
+        run["options"]["trust_sample"] = {
+            "size": options.trust_sample,
+            "sampled": explainer.measured is not None,
+            "records": records,
+        }
+        aggregate = DatasetAggregate()
+        skipped: list[SkippedRecord] = []
+        status, error = "complete", None
+        try:
+            with spool.open("w", encoding="utf-8") as spooled:
+                for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
+                    for report in explainer.reports(batch):
+                        _write_example(renderers, report, out, run, options)
+                        entry = example_summary(report)
+                        spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
+                        aggregate.add(entry)
+                    if on_progress is not None:
+                        on_progress(aggregate.count)
+            # An input with nothing in it is a mistake a CI job must hear about (a shard may be empty on its own).
+            if (
+                not aggregate.count
+                and not skipped
+                and not options.allow_empty
+                and count_records(inputs, options.literal_text) in (0, None)
+            ):
+                raise InputError(", ".join(inputs), "has no examples (pass --allow-empty if that is expected)")
+        except BaseException as err:  # Ctrl-C and bugs too: a summary must never say "complete" for a cut run
+            status, error = "failed", _failure(err)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            header = run_header(
+                run,
+                aggregate.result(len(skipped)),
+                [skipped_summary(s) for s in skipped],
+                status=status,
+                error=error,
+                timing={
+                    "total_seconds": round(elapsed, 3),
+                    "model_seconds": round(explainer.model_seconds, 3),
+                    "faithfulness_seconds": round(explainer.recheck_seconds, 3),
+                },
+            )
+            document = RunDocument(
+                header=header, spool=spool, rows=aggregate.rows, check=recorded_check(header, thresholds)
+            )
+            write_run_files(renderers, document, out)
+        return document.as_dict() if keep_examples else {**header, "examples": aggregate.rows}
+
+
+def _failure(err: BaseException) -> str:
+    """What summary.json's ``error`` says about the exception that ended a run."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(err, AttnvizError):
+        return str(err)
+    return f"unexpected {type(err).__name__}: {err}"
 
 
 def run_info(
@@ -142,7 +164,9 @@ def run_info(
         "score_is_confidence": get_task(loaded.task).score_is_confidence,
         "attnviz_version": found["attnviz"],
         "versions": found,
-        "inputs": [arg if arg == "-" or existing_file(arg) is not None else "<text>" for arg in inputs],
+        "inputs": [
+            "<text>" if options.literal_text or (arg != "-" and existing_file(arg) is None) else arg for arg in inputs
+        ],
         "options": {
             "max_length": max_length,
             "batch_size": options.batch_size,
@@ -150,9 +174,13 @@ def run_info(
             "word_merge": options.word_merge,
             "target_label": options.target_label,
             "erasure": options.erasure,
+            "random_orders": options.random_orders,
+            "ig_steps": options.ig_steps,
             "seed": options.seed,
             "on_error": options.on_error,
             "shard": f"{options.shard[0]}/{options.shard[1]}",
+            # merge writes the run files of the formats the shards were rendered with.
+            "formats": list(options.formats),
             "generation": dataclasses.asdict(options.generation),
             "png_layers": options.png_layers,
         },
@@ -193,14 +221,6 @@ def _batches(
         yield batch
 
 
-def _prepare_out(out: Path) -> Path:
-    try:
-        (out / "examples").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
-    return out
-
-
 def _write_example(
     renderers: Sequence[Renderer], report: Any, out: Path, run: dict[str, Any], options: RenderOptions
 ) -> None:
@@ -215,37 +235,27 @@ def _write_example(
         raise OutputError(f"cannot write report for '{report.capture.example.id}' in '{out}': {err}") from None
 
 
-def _write_run(renderers: Sequence[Renderer], summary: RunDocument, out: Path) -> None:
-    try:
-        for renderer in renderers:
-            renderer.write_run(summary, out)
-    except OSError as err:
-        raise OutputError(f"cannot write run files in '{out}': {err}") from None
+def check_file(path: Path, thresholds: Sequence[Threshold]) -> CheckResult:
+    """``attnviz check``: evaluate thresholds against a summary.json written by render, merge or compare.
 
-
-def check_report(document: Mapping[str, Any], mins: Sequence[str], maxs: Sequence[str]) -> CheckResult:
-    """Evaluate ``--min``/``--max`` thresholds (``NAME=VALUE``) against a summary document."""
-    return check_summary(document, parse_thresholds(mins, maxs))
+    Raises:
+        InputError: the file is missing, not JSON, or does not match its schema; the message names the file
+            and the JSON path of what is wrong (exit 3).
+        UsageError, UnknownNameError: as :func:`attnviz.output.check.check_summary` (exit 2).
+    """
+    return check_summary(read_summary(path), thresholds)
 
 
 def finish_report(
-    out: Path, mins: Sequence[str] = (), maxs: Sequence[str] = (), single_file: Path | None = None
+    out: Path, document: Mapping[str, Any], thresholds: Sequence[Threshold] = (), single_file: Path | None = None
 ) -> CheckResult | None:
-    """After render, merge or compare: apply thresholds (summary.md then records them) and bundle the
-    report into one HTML file when asked.
+    """After render, merge or compare: check thresholds on the run's document in memory (as returned, so any
+    ``--format`` works; summary.md already records them) and bundle the report into one HTML file when asked.
 
     Returns:
         The check result when thresholds were given (the caller decides the exit status).
     """
-    result = None
-    if mins or maxs:
-        document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-        result = check_report(document, mins, maxs)
-        if document.get("kind", "render") == "render":
-            from attnviz.output.base import write_text
-            from attnviz.output.markdown import summary_markdown
-
-            write_text(out / "summary.md", summary_markdown(document, result))
+    result = check_summary(document, thresholds) if thresholds else None
     if single_file is not None:
         from attnviz.output.bundle import bundle_report
 
@@ -267,8 +277,20 @@ def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None =
         raise InputError("<text>", "is empty", "text")
     loaded = loaded or load_model(options.model)
     example = Example(id="text", source="<text>", fields={get_task(loaded.task).line_field: text})
+    return explain_examples([example], options, loaded)[0]
+
+
+def explain_examples(examples: Sequence[Example], options: RenderOptions, loaded: LoadedModel) -> list[ExampleReport]:
+    """Capture and analyse a few examples without writing files (``show``, notebooks), in batches of
+    ``options.batch_size``; the captures also hold what ``options.formats`` would draw, so the reports can be
+    rendered afterwards.
+
+    Raises:
+        UnknownNameError: an unknown method or format. ModelError: as for :func:`render_reports`.
+    """
     drawn = [get_renderer(name).needs for name in options.formats]
-    return next(_Explainer(loaded, options, expand_methods(options.methods), drawn).reports([example]))
+    explainer = _Explainer(loaded, options, expand_methods(options.methods), drawn)
+    return [report for batch in _batches(examples, options.batch_size, []) for report in explainer.reports(batch)]
 
 
 class _Explainer:

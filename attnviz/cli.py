@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 
-from attnviz.config import DEFAULT_FORMATS, DEFAULT_IG_STEPS, DEFAULT_TRUST_SAMPLE, IG_FIRST_STEPS, SHOW_METHODS
-from attnviz.errors import AttnvizError, ExitStatus
+from attnviz.config import (
+    DEFAULT_FORMATS,
+    DEFAULT_IG_STEPS,
+    DEFAULT_RANDOM_ORDERS,
+    DEFAULT_TRUST_SAMPLE,
+    IG_FIRST_STEPS,
+    SHOW_METHODS,
+)
+from attnviz.errors import AttnvizError, ExitStatus, UsageError
+from attnviz.output.terminal import visible
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from attnviz.output.check import Threshold
 
 app = typer.Typer(
     name="attnviz",
@@ -23,11 +37,27 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 out_console = Console()
 
+
+class _WarningsToStderr(logging.Handler):
+    """The library's warnings (``logging.getLogger("attnviz")``, e.g. pickle weights) as plain stderr lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(err_console, record.getMessage())
+
+
+logging.getLogger("attnviz").addHandler(_WarningsToStderr(logging.WARNING))
+logging.getLogger("attnviz").propagate = False
+
 T = TypeVar("T")
 
 
+def _say(console: Console, text: str) -> None:
+    """One plain line: no markup, and control characters from the data shown, not sent to the terminal."""
+    console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
+
+
 def _fail(message: str, status: ExitStatus) -> NoReturn:
-    err_console.print(f"attnviz: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _say(err_console, f"attnviz: error: {message}")
     raise typer.Exit(int(status))
 
 
@@ -57,13 +87,13 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
 def _choice(value: str, valid: tuple[str, ...], option: str) -> None:
     """Options with a fixed set of values: anything else is a usage error listing them."""
     if value not in valid:
-        raise typer.BadParameter(f"'{value}'; valid: {', '.join(valid)}", param_hint=option)
+        raise typer.BadParameter(f"'{visible(value)}'; valid: {', '.join(valid)}", param_hint=option)
 
 
 def _shard(value: str) -> tuple[int, int]:
     index, sep, count = value.partition("/")
     if not sep or not index.isdigit() or not count.isdigit():
-        raise typer.BadParameter(f"expected i/N (e.g. 0/3), got '{value}'")
+        raise typer.BadParameter(f"expected i/N (e.g. 0/3), got '{visible(value)}'")
     return int(index), int(count)
 
 
@@ -99,6 +129,12 @@ TrustOpt = Annotated[
 ]
 TaskOpt = Annotated[str | None, typer.Option(help="Task adapter; default: detected from the model's architecture.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of short error messages.")]
+TextOpt = Annotated[
+    bool,
+    typer.Option(
+        "--text", "-t", help="Read every argument as a literal text: none is looked up on disk, and - is not stdin."
+    ),
+]
 MinOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -111,18 +147,34 @@ MaxOpt = Annotated[
 SingleFileOpt = Annotated[
     Path | None, typer.Option("--single-file", help="Also bundle the whole report into this one HTML file.")
 ]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an earlier run's report in --out, removing its files first (only attnviz's own). Without "
+        "it, a folder holding a report is refused (exit 2).",
+    ),
+]
 
 
-def _finish(out: Path, mins: list[str] | None, maxs: list[str] | None, single_file: Path | None) -> None:
-    """Thresholds and bundling after a run; a failed threshold prints the table and exits 6."""
+def _thresholds(mins: list[str] | None, maxs: list[str] | None) -> list[Threshold]:
+    """``--min``/``--max`` parsed before any work, so a typo is a usage error (exit 2) and not a wasted run."""
+    from attnviz.output.check import parse_thresholds
+
+    return parse_thresholds(mins or [], maxs or [])
+
+
+def _finish(out: Path, document: Mapping[str, Any], thresholds: Sequence[Threshold], single_file: Path | None) -> None:
+    """Thresholds (on the run's document in memory) and bundling after a run; a failed threshold prints the
+    table and exits 6."""
     from attnviz.api import finish_report
     from attnviz.output.check import format_table
 
-    result = finish_report(out, mins or [], maxs or [], single_file)
+    result = finish_report(out, document, thresholds, single_file)
     if single_file is not None:
-        out_console.print(f"single file: {single_file}", markup=False, highlight=False, soft_wrap=True)
+        _say(out_console, f"single file: {single_file}")
     if result is not None:
-        out_console.print(format_table(result), markup=False, highlight=False, soft_wrap=True)
+        _say(out_console, format_table(result))
         result.raise_if_failed()
 
 
@@ -220,6 +272,7 @@ def render(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="An input without examples completes (exit 0) instead of exit 3.")
     ] = False,
+    literal_text: TextOpt = False,
     trust_sample: Annotated[
         int,
         typer.Option(
@@ -234,6 +287,12 @@ def render(
             "convergence delta is above 1% of |F(x) − F(baseline)|."
         ),
     ] = DEFAULT_IG_STEPS,
+    random_orders: Annotated[
+        int,
+        typer.Option(
+            help="Random rankings per example that faithfulness is measured against (each costs 10 edited copies)."
+        ),
+    ] = DEFAULT_RANDOM_ORDERS,
     png_layers: Annotated[
         str | None,
         typer.Option(
@@ -245,6 +304,7 @@ def render(
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
     single_file: SingleFileOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -271,6 +331,7 @@ def render(
         from attnviz.api import render_reports
         from attnviz.output.terminal import print_summary, progress_bar
 
+        thresholds = _thresholds(minimum, maximum)
         options = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
             out_dir=out,
@@ -289,16 +350,27 @@ def render(
             seed=seed,
             png_layers=layers,
             ig_steps=ig_steps,
+            random_orders=random_orders,
             trust_sample=trust_sample,
             allow_empty=allow_empty,
+            literal_text=literal_text,
+            overwrite=overwrite,
         )
+        # The bundle is made of the HTML pages: refused now rather than after the run.
+        if single_file is not None and "html" not in options.formats:
+            raise UsageError("--single-file bundles the HTML pages: add html to --format, or drop --single-file")
         with progress_bar(err_console, "rendering") as on_progress:
             summary = render_reports(
-                inputs, options, stdin=sys.stdin.buffer, on_progress=on_progress, keep_examples=False
+                inputs,
+                options,
+                stdin=sys.stdin.buffer,
+                on_progress=on_progress,
+                keep_examples=False,
+                thresholds=thresholds,
             )
         if not quiet:
             print_summary(out_console, summary, str(out))
-        _finish(out, minimum, maximum, single_file)
+        _finish(out, summary, thresholds, single_file)
         return summary
 
     _guard(debug, call)
@@ -357,8 +429,10 @@ def compare(
     method: Annotated[list[str] | None, typer.Option("--method", help="Analyses for both reports.")] = None,
     fmt: Annotated[list[str] | None, typer.Option("--format", help="Outputs of both reports.")] = None,
     on_error: Annotated[str, typer.Option(help="stop or skip bad input lines.")] = "stop",
+    literal_text: TextOpt = False,
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
+    overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Compare two models or checkpoints on the same inputs: predictions, explanations and heads side by side."""
@@ -371,6 +445,7 @@ def compare(
     def call() -> None:
         from attnviz.api import compare_models
 
+        thresholds = _thresholds(minimum, maximum)
         options_a = RenderOptions(
             model=_model_options(model, revision, device, dtype, trust_remote_code, task, capture),
             max_length=max_length,
@@ -378,6 +453,8 @@ def compare(
             methods=_split(method) or DEFAULT_METHODS,
             formats=_split(fmt) or DEFAULT_FORMATS,
             on_error=on_error,  # type: ignore[arg-type]
+            literal_text=literal_text,
+            overwrite=overwrite,
         )
         options_b = replace(
             options_a, model=_model_options(against, against_revision, device, dtype, trust_remote_code, task, capture)
@@ -385,18 +462,18 @@ def compare(
         document = compare_models(inputs, options_a, options_b, out, stdin=sys.stdin.buffer)
         metrics = document["dataset"]["metrics"]
         for name in ("examples", "prediction_flips", "mean_rank_correlation", "entropy_drift"):
-            out_console.print(f"{name}: {metrics.get(name)}", markup=False, highlight=False, soft_wrap=True)
-        out_console.print(
-            f"report: {out}/compare.html · summary: {out}/summary.json", markup=False, highlight=False, soft_wrap=True
-        )
-        _finish(out, minimum, maximum, None)
+            _say(out_console, f"{name}: {metrics.get(name)}")
+        _say(out_console, f"report: {out}/compare.html · summary: {out}/summary.json")
+        _finish(out, document, thresholds, None)
 
     _guard(debug, call)
 
 
 @app.command()
 def check(
-    summary: Annotated[Path, typer.Argument(help="A summary.json written by render, merge or compare.")],
+    summary: Annotated[
+        Path, typer.Argument(help="A summary.json written by render, merge or compare (validated against its schema).")
+    ],
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
     debug: DebugOpt = False,
@@ -404,22 +481,13 @@ def check(
     """Check a summary.json against thresholds for CI: exit 6 with a table of what failed, 0 otherwise."""
 
     def call() -> None:
-        import json as jsonlib
-
-        from attnviz.api import check_report
-        from attnviz.errors import InputError
+        from attnviz.api import check_file
         from attnviz.output.check import format_table
 
         if not (minimum or maximum):
             raise typer.BadParameter("give at least one threshold: --min NAME=VALUE or --max NAME=VALUE")
-        try:
-            document = jsonlib.loads(summary.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(str(summary), "file not found") from None
-        except (jsonlib.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(str(summary), f"is not a summary.json ({err})") from None
-        result = check_report(document, minimum or [], maximum or [])
-        out_console.print(format_table(result), markup=False, highlight=False, soft_wrap=True)
+        result = check_file(summary, _thresholds(minimum, maximum))
+        _say(out_console, format_table(result))
         result.raise_if_failed()
 
     _guard(debug, call)
@@ -429,24 +497,32 @@ def check(
 def merge(
     folders: Annotated[list[Path], typer.Argument(help="The --out folders of render --shard i/N runs.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Merged report folder.")] = Path("attnviz-report"),
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            help="Run files to write (index.html, summary.json, summary.md, dataset maps). "
+            "Default: the formats the shards were rendered with.",
+        ),
+    ] = None,
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
     single_file: SingleFileOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Merge sharded runs into one report, identical to an unsharded run's summary and index."""
+    """Merge sharded runs into one report, identical to an unsharded run's summary and index.
+
+    Every shard's summary.json is validated first; shards that overlap, differ in model or options, or hold
+    links or pages render would not write are refused (exit 3) before anything is written.
+    """
 
     def call() -> None:
         from attnviz.output.merge import merge_reports
 
-        merged = merge_reports(folders, out)
-        out_console.print(
-            f"merged {len(folders)} shards, {merged['counts']['examples']} examples: {out}/index.html",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-        _finish(out, minimum, maximum, single_file)
+        thresholds = _thresholds(minimum, maximum)
+        merged = merge_reports(folders, out, _split(fmt) or None, thresholds)
+        _say(out_console, f"merged {len(folders)} shards, {merged['counts']['examples']} examples: {out}/index.html")
+        _finish(out, merged, thresholds, single_file)
 
     _guard(debug, call)
 
@@ -457,9 +533,9 @@ def list_names() -> None:
     from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS
 
     for kind in ("task", "method", "format"):
-        out_console.print(f"{kind}s: {_names(kind)}", markup=False, highlight=False)
-    out_console.print(f"default methods: {', '.join(DEFAULT_METHODS)}", markup=False, highlight=False)
-    out_console.print(f"default formats: {', '.join(DEFAULT_FORMATS)}", markup=False, highlight=False)
+        _say(out_console, f"{kind}s: {_names(kind)}")
+    _say(out_console, f"default methods: {', '.join(DEFAULT_METHODS)}")
+    _say(out_console, f"default formats: {', '.join(DEFAULT_FORMATS)}")
 
 
 def main() -> None:

@@ -23,14 +23,20 @@ DEFAULT_FORMATS = ("html", "png", "json", "markdown")
 # `attnviz show` prints to a terminal: the methods that need no re-run of the model, so it answers at once.
 SHOW_METHODS = ("attention", "rollout", "relevancy", "heads")
 # Integrated Gradients runs IG_FIRST_STEPS Gauss-Legendre steps, then doubles them (up to --ig-steps, default
-# DEFAULT_IG_STEPS) while its convergence delta is above 1 % of |F(x) − F(baseline)|. On the 24 demo reviews a
-# fixed count kept every delta under 1 % from 60 steps (50: 1 review at 2.9 %; 32: 1 at 1.2 %; 16: 13 over); 16
-# → 32 → 64 reaches that for all of them at 60 % of the cost of 64 steps for every review.
-IG_FIRST_STEPS = 16
+# DEFAULT_IG_STEPS) while its convergence delta is above 1 % of |F(x) − F(baseline)|. Measured on the 24 demo
+# reviews (share of deltas under 1 %): 8 steps 4 %, 16 steps 46 %, 24 steps 71 %, 32 steps 96 % (worst 1.2 %),
+# 64 steps 100 %; on 24 benchmark sentences 17 % at 16, 96 % at 32, 100 % at 64. Starting at 32 costs about 35
+# steps per example on average; starting at 16 and doubling cost 36 (demo) to 45 (benchmark).
+IG_FIRST_STEPS = 32
 DEFAULT_IG_STEPS = 64
 # Trust checks (faithfulness, agreement) run on every example of inputs up to this size, and on a seeded random
 # sample of this many records of larger ones (--trust-sample; 0: every example whatever the size).
 DEFAULT_TRUST_SAMPLE = 500
+# Random rankings per example for the faithfulness baseline (--random-orders). Each costs 10 edited copies, nearly
+# all distinct: with 5, random orders were 45 of the ≈ 80 distinct copies scored per demo review. The dataset's
+# random baseline is the mean over examples, so fewer orders per example widen its interval a little but do not
+# move what it estimates; a page's own margin is against this example's orders only.
+DEFAULT_RANDOM_ORDERS = 2
 
 #: Which layers get a head-grid PNG: ``last``, ``all``, or 1-based layer numbers.
 PngLayers = Literal["last", "all"] | tuple[int, ...]
@@ -113,6 +119,8 @@ class GenerationOptions:
             raise UsageError("max_new_tokens must be at least 1")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise UsageError("temperature must be > 0 and top_p in (0, 1]")
+        if not self.do_sample and (self.temperature, self.top_p) != (1.0, 1.0):
+            raise UsageError("temperature and top_p apply only when sampling: add --sample, or drop them")
 
 
 @dataclass(frozen=True)
@@ -124,16 +132,20 @@ class AnalysisOptions:
         seed: seed of the random-order baseline.
         ig_steps: the most Integrated Gradients steps (``--ig-steps``).
         ig_first_steps: the steps Integrated Gradients starts with, doubled while it has not converged.
+        random_orders: random rankings per example for the faithfulness baseline.
     """
 
     erasure: Literal["delete", "mask"] = "delete"
     seed: int = 0
     ig_steps: int = DEFAULT_IG_STEPS
     ig_first_steps: int = IG_FIRST_STEPS
+    random_orders: int = DEFAULT_RANDOM_ORDERS
 
     def __post_init__(self) -> None:
         if not 1 <= self.ig_first_steps <= self.ig_steps:
-            raise UsageError(f"ig_steps must be at least {self.ig_first_steps}, got {self.ig_steps}")
+            raise UsageError(f"ig_steps must be at least {max(self.ig_first_steps, 1)}, got {self.ig_steps}")
+        if self.random_orders < 1:
+            raise UsageError(f"random_orders must be at least 1, got {self.random_orders}")
 
 
 @dataclass(frozen=True)
@@ -159,10 +171,13 @@ class RenderOptions:
         seed: seed of the random-order baseline (and of nothing else).
         ig_steps: the most Integrated Gradients steps (it starts with fewer and doubles them while needed).
         ig_first_steps: the steps Integrated Gradients starts with.
+        random_orders: random rankings per example for the faithfulness baseline (``--random-orders``).
         trust_sample: run trust checks on a seeded random sample of this many input records when there are more
             (0: on every example).
         allow_empty: an input without examples completes instead of failing.
+        literal_text: every input argument is a literal text (``--text``), never stdin or a file.
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
+        overwrite: remove the files of an earlier run from ``out_dir`` (only attnviz's own) instead of refusing it.
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -183,10 +198,14 @@ class RenderOptions:
     png_layers: PngLayers = DEFAULT_PNG_LAYERS
     ig_steps: int = DEFAULT_IG_STEPS
     ig_first_steps: int = IG_FIRST_STEPS
+    random_orders: int = DEFAULT_RANDOM_ORDERS
     trust_sample: int = DEFAULT_TRUST_SAMPLE
     allow_empty: bool = False
+    literal_text: bool = False
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
+        """Every check that needs no model, so that options which cannot work are refused before it loads."""
         if self.trust_sample < 0:
             raise UsageError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
         _check_png_layers(self.png_layers, str(self.png_layers))
@@ -197,6 +216,9 @@ class RenderOptions:
         index, count = self.shard
         if count < 1 or not 0 <= index < count:
             raise UsageError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
+        if self.png_layers != DEFAULT_PNG_LAYERS and "png" not in self.formats:
+            raise UsageError("png_layers picks the head grids drawn as PNG, but formats has no png: add png or drop it")
+        _ = self.analysis  # checks ig_steps and random_orders now, not when the first batch runs
 
     @property
     def analysis(self) -> AnalysisOptions:
@@ -205,4 +227,5 @@ class RenderOptions:
             seed=self.seed,
             ig_steps=self.ig_steps,
             ig_first_steps=min(self.ig_first_steps, self.ig_steps),
+            random_orders=self.random_orders,
         )

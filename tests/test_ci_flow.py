@@ -159,6 +159,27 @@ def test_render_applies_thresholds_and_writes_markdown_and_single_file(
     assert not [t for t in bundle.find_all(src=True) if "://" in t["src"]]
 
 
+def test_render_checks_thresholds_in_memory_with_any_format(tiny_path: Callable, data: Path, tmp_path: Path) -> None:
+    model = str(tiny_path("bert-classifier"))
+
+    def render_html(out: str, *thresholds: str) -> Any:
+        args = ["render", str(data), "--model", model, "--out", str(tmp_path / out), "--method", "attention"]
+        return runner.invoke(app, [*args, "--on-error", "skip", "--format", "html", *thresholds])
+
+    passed = render_html("pass", "--min", "examples=7")
+    assert passed.exit_code == 0, passed.stderr
+    assert "| examples | >= 7 | 7     | pass   |" in passed.stdout
+    assert not (tmp_path / "pass" / "summary.json").exists()  # html only: the thresholds never read a file
+    failed = render_html("fail", "--max", "examples=6")
+    assert failed.exit_code == 6 and "examples = 7 (needs <= 6)" in failed.stderr
+    unknown = render_html("unknown", "--min", "comprehension=0.1")
+    assert unknown.exit_code == 2 and "unknown metric 'comprehension'" in unknown.stderr
+    assert (tmp_path / "unknown" / "index.html").is_file()  # the run's files are written all the same
+    typo = render_html("typo", "--min", "examples")
+    assert typo.exit_code == 2 and "expected NAME=VALUE" in typo.stderr
+    assert not (tmp_path / "typo").exists()  # refused before the model is loaded
+
+
 def test_compare_command_with_itself_has_no_flips(tiny_path: Callable, data: Path, tmp_path: Path) -> None:
     model = str(tiny_path("bert-classifier"))
     result = runner.invoke(

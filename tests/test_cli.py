@@ -193,6 +193,55 @@ def test_long_literal_text_and_missing_data_file(tmp_path: Path, model: str) -> 
     assert missing.exit_code == 3 and "data.csv" in missing.output and "file not found" in missing.output
 
 
+def test_mistyped_paths_are_exit_3_and_text_forces_a_literal_text(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    quick = ["--model", model, "--method", "attention", "--format", "json", "--overwrite"]  # each run reuses a folder
+    for typo in ("data.jsonl", "dir/file"):
+        result = render([typo, *quick, "--out", "o"])
+        assert result.exit_code == 3, result.output
+        assert f"attnviz: error: {typo}: file not found (pass --text" in result.stderr
+    for flag, text in (("--text", "data.csv"), ("-t", "a" * 150 + "/" + "a" * 150)):
+        result = render([flag, text, *quick, "--out", "lit"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads((tmp_path / "lit" / "summary.json").read_text(encoding="utf-8"))
+        assert summary["run"]["inputs"] == ["<text>"] and summary["examples"][0]["source"] == "<argument 1>"
+    long_word = render(["a" * 300 + "/b", *quick, "--out", "long"])  # no file name is 300 bytes: a text
+    assert long_word.exit_code == 0, long_word.output
+
+
+def test_hostile_jsonl_lines_exit_3_naming_file_line_and_field_or_are_skipped(tmp_path: Path, model: str) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    data = write(
+        tmp_path / "in.jsonl",
+        '{"text": "good one"}\n'
+        '{"text": "caf\\ud800"}\n'
+        f'{{"text": "fine", "id": {"1" * 4301}}}\n'
+        '{"text": "fine", "score": NaN}\n'
+        f'{{"text": "fine", "extra": {deep}}}\n'
+        '{"text": "another"}\n',
+    )
+    quick = ["--model", model, "--method", "attention", "--format", "html,json"]
+    stopped = render([str(data), *quick, "--out", str(tmp_path / "a")])
+    assert stopped.exit_code == 3, stopped.output
+    assert f"attnviz: error: {data}:2: field 'text': holds a lone surrogate '\\ud800'" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    out = tmp_path / "b"
+    skipped = render([str(data), *quick, "--on-error", "skip", "--out", str(out)])
+    assert skipped.exit_code == 0, skipped.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [e["id"] for e in summary["examples"]] == ["in:1", "in:6"]
+    assert [(s["source"], s["field"]) for s in summary["skipped"]] == [
+        (f"{data}:2", "text"),
+        (f"{data}:3", "id"),
+        (f"{data}:4", "score"),
+        (f"{data}:5", "extra"),
+    ]
+    assert f"skipped {data}:3" in skipped.stdout
+    assert "NaN is not a JSON number" in (out / "index.html").read_text(encoding="utf-8")
+
+
 def test_check_needs_a_threshold(tmp_path: Path) -> None:
     result = runner.invoke(app, ["check", str(tmp_path / "summary.json")])
     assert result.exit_code == 2 and "at least one threshold" in result.output

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from attnviz.errors import ExitStatus, InputError
-from attnviz.inputs import InputSpec, examples_only, parse_field_map, read_inputs
+from attnviz.inputs import InputSpec, count_records, examples_only, parse_field_map, read_inputs
 from attnviz.types import Example, SkippedRecord
 
 
@@ -92,7 +93,7 @@ def test_skip_mode_records_bad_lines_and_goes_on(tmp_path: Path) -> None:
     skipped = [i for i in items if isinstance(i, SkippedRecord)]
     assert [s.source for s in skipped] == [f"{path}:2", f"{path}:3", f"{path}:5"]
     assert "must be a string" in skipped[0].reason and "UTF-8" in skipped[1].reason
-    assert skipped[2].reason == "duplicate id 'd'" and skipped[2].field == "id"
+    assert skipped[2].reason == f"duplicate id 'd' (first at {path}:4)" and skipped[2].field == "id"
 
 
 def test_required_fields_come_from_the_task(tmp_path: Path) -> None:
@@ -106,6 +107,66 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         list(read_inputs([str(tmp_path / "nope.jsonl")], InputSpec()))
     with pytest.raises(InputError, match="is a directory"):
         list(read_inputs([str(tmp_path)], InputSpec()))
+
+
+def test_missing_path_like_arguments_are_exit_3_and_other_words_are_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for arg in ("data.jsonl", "DATA.CSV", "dir/file", "./notes", "/no/such/place"):
+        with pytest.raises(InputError) as info:
+            list(read_inputs([arg], InputSpec()))
+        assert str(info.value).startswith(f"{arg}: file not found (pass --text")
+        assert info.value.exit_status == ExitStatus.BAD_INPUT
+    texts = ["either/or is fine", "hello", "and/or\nmore", "a" * 300, "a" * 300 + "/b", "/" + "a" * 300]
+    assert [e.fields["text"] for e in examples_only(read_inputs(texts, InputSpec()))] == texts
+
+
+def test_long_texts_and_literal_mode_never_touch_the_file_system(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    existing = tmp_path / "notes.txt"
+    existing.write_text("a file\n", encoding="utf-8")
+    literal = ["data.csv", "-", str(existing), "dir/file", str(tmp_path)]
+    long_texts = ["a" * 300, "a" * 300 + "/b", "/" + "a" * 300, "x" * 5000]
+
+    def no_disk(path: object, *args: object, **kwargs: object) -> None:
+        raise AssertionError(f"looked up {path!r} on disk")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "stat", no_disk)  # Path.is_file and friends stat through it too
+        read = examples_only(read_inputs(literal, InputSpec(literal=True)))
+        long_read = examples_only(read_inputs(long_texts, InputSpec()))
+        assert count_records(literal, literal=True) == len(literal)
+    assert [e.fields["text"] for e in read] == literal
+    assert [e.source for e in read] == [f"<argument {n}>" for n in range(1, len(literal) + 1)]
+    assert [e.fields["text"] for e in long_read] == long_texts
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_pipe_or_device_is_refused_by_name(tmp_path: Path) -> None:
+    """It could not be read twice (once to count records, once to render), so it is not taken for a file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match=f"^{pipe}: is not a regular file"):
+        list(read_inputs([str(pipe)], InputSpec()))
+
+
+def test_byte_order_marks_of_joined_files_are_dropped(tmp_path: Path) -> None:
+    bom = "\ufeff".encode()
+    path = tmp_path / "joined.jsonl"
+    path.write_bytes(bom + b'{"text": "one"}\n' + bom + b'{"text": "two"}\n')
+    assert [e.fields["text"] for e in examples_only(read_inputs([str(path)], InputSpec()))] == ["one", "two"]
+
+
+def test_null_id_is_the_default_and_a_bool_label_is_refused(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"text": "a", "id": None, "label": 0}, {"text": "b", "label": False}])
+    items = list(read_inputs([str(path)], InputSpec(on_error="skip")))
+    assert isinstance(items[0], Example) and (items[0].id, items[0].label) == ("d:1", "0")
+    assert isinstance(items[1], SkippedRecord) and (items[1].field, items[1].reason) == (
+        "label",
+        "must be a string or integer, got bool",
+    )
 
 
 def test_jsonl_is_streamed(tmp_path: Path) -> None:

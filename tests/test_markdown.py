@@ -11,7 +11,7 @@ import pytest
 from bs4 import BeautifulSoup
 from markdown_it import MarkdownIt
 
-from attnviz.output.check import check_summary, parse_thresholds
+from attnviz.output.check import CheckResult, check_summary, parse_thresholds
 from attnviz.output.markdown import MarkdownRenderer, md_escape, summary_markdown
 
 HOSTILE_ID = "<script>alert(1)</script>"
@@ -110,7 +110,7 @@ def tables(markdown: str) -> Iterator[list[str]]:
 
 
 def test_md_escape() -> None:
-    assert md_escape("<b>|*_`[x]#~&\\</b>") == r"\<b\>\|\*\_\`\[x\]\#\~\&\\\</b\>"
+    assert md_escape("<b>|*_`[x]#~&\\</b>") == r"\<b\>\|\*\_\`\[x\]\#" + "\u2060" + r"\~\&\\\</b\>"
     assert md_escape("a\nb\r\nc\u2028d") == "a b c d"
     assert md_escape("@octocat") == "@\u2060octocat"
     assert md_escape(None) == ""
@@ -140,7 +140,7 @@ def test_tables_keep_their_shape() -> None:
     worst = [t for t in html.find_all("table") if t.find("th").get_text() == "id"][0]
     first = [td.get_text() for td in worst.find("tbody").find("tr").find_all("td")]
     assert first[0] == HOSTILE_ID  # the wrong prediction comes first
-    assert first[1].startswith("neg | ative &lt;b&gt; # heading") and first[3] == "pos|itive ✗"
+    assert first[1].replace("\u2060", "").startswith("neg | ative &lt;b&gt; # heading") and first[3] == "pos|itive ✗"
     thresholds = [t for t in html.find_all("table") if t.find("th").get_text() == "metric"][0]
     assert [td.get_text() for td in thresholds.find("tbody").find_all("td")][:2] == ["a|b <i>", "≥ 1"]
 
@@ -208,11 +208,13 @@ def test_encode_orders_by_method_agreement() -> None:
 
 
 class FakeRun:
-    """What ``write_run`` reads from the pipeline's run document: the header and streamed example entries."""
+    """What ``write_run`` reads from the pipeline's run document: the header, streamed example entries and the
+    thresholds' outcome."""
 
-    def __init__(self, doc: dict[str, Any]) -> None:
+    def __init__(self, doc: dict[str, Any], check: CheckResult | None = None) -> None:
         self.header = {k: v for k, v in doc.items() if k != "examples"}
         self._examples = doc["examples"]
+        self.check = check
 
     def examples(self) -> Iterator[dict[str, Any]]:
         yield from self._examples
@@ -224,6 +226,10 @@ def test_renderer_writes_summary_md(tmp_path: Path) -> None:
     doc = document()
     renderer.write_run(FakeRun(doc), tmp_path)  # type: ignore[arg-type]
     assert (tmp_path / "summary.md").read_text(encoding="utf-8") == summary_markdown(doc)
+    check = check_summary(doc, parse_thresholds(["accuracy=0.9"], []))
+    renderer.write_run(FakeRun(doc, check), tmp_path)  # type: ignore[arg-type]
+    assert (tmp_path / "summary.md").read_text(encoding="utf-8") == summary_markdown(doc, check)
+    assert "| accuracy | ≥ 0.9 | 0.75 | ❌ fail |" in summary_markdown(doc, check)
 
 
 @pytest.mark.parametrize("value", ["a\nb", "x" * 500])

@@ -226,3 +226,25 @@ def test_npz_holds_raw_attention(run: tuple[Path, dict[str, Any]]) -> None:
     n = len(summary["examples"][0]["sequences"]["input"]["tokens"])
     assert data["attention_self"].shape == (2, 4, n, n)
     assert list(data["tokens_input"]) == summary["examples"][0]["sequences"]["input"]["tokens"]
+
+
+def test_a_very_long_token_is_cut_on_the_page_and_kept_in_full_in_json(tiny_loaded: Callable, tmp_path: Path) -> None:
+    """A 100,000-character word (one [UNK] whose word text is all of it): the page shows it cut, its hover text
+    and summary.json keep it whole, so what the page lays out does not grow with the token."""
+    from attnviz.output.base import MAX_TEXT_CHARS
+
+    word = "x" * 100_000
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"id": "long", "text": f"a {word} b"}) + "\n", encoding="utf-8")
+    options = RenderOptions(out_dir=tmp_path / "out", methods=("attention",), formats=("html", "json"))
+    summary = render_reports([str(data)], options, loaded=tiny_loaded("bert-classifier"))
+    (entry,) = summary["examples"]
+    assert word in entry["sequences"]["input"]["words"]
+    page = soup(tmp_path / "out" / entry["page"])
+    payload = json.loads(page.find("script", id="attnviz-data").string)
+    for script in page.find_all("script"):
+        script.decompose()
+    shown = [run for run in page.get_text(" ").split() if "xxx" in run]
+    assert shown and max(map(len, shown)) <= MAX_TEXT_CHARS
+    assert all(len(token) <= MAX_TEXT_CHARS for seq in payload["sequences"].values() for token in seq["tokens"])
+    assert any(word in (tag.get("title") or "") for tag in page.find_all(True))

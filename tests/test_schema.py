@@ -13,8 +13,8 @@ from jsonschema import Draft202012Validator
 
 from attnviz.api import render_reports
 from attnviz.config import RenderOptions
-from attnviz.errors import OutputError, UnknownNameError
-from attnviz.output.schema import load_schema, metric_names, validate_summary
+from attnviz.errors import ExitStatus, InputError, OutputError, UnknownNameError
+from attnviz.output.schema import MAX_DEPTH, load_schema, metric_names, read_summary, validate_summary
 
 
 def render_document() -> dict[str, Any]:
@@ -199,3 +199,59 @@ def test_a_real_run_matches(tiny_loaded: Callable[..., Any], tmp_path: Path) -> 
     document = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     validate_summary(document)
     validate_summary(copy.deepcopy(document) | {"status": "failed", "error": "data.jsonl:3: bad"})
+
+
+def test_read_summary_returns_a_valid_document(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(render_document()), encoding="utf-8")
+    assert read_summary(path) == render_document()
+
+
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"a.b": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "file not found"),
+        (b"\xff{}", "is not UTF-8 text (byte 0)"),
+        ("{", "is not valid JSON (Expecting property name enclosed in double quotes at line 1, column 2)"),
+        ("[" * 100_000, f"is nested more than {MAX_DEPTH} levels deep at $"),
+        (json.dumps(deep(MAX_DEPTH + 1)), f"is nested more than {MAX_DEPTH} levels deep at $['a.b']['a.b']"),
+        ('{"schema_version": NaN}', "holds nan, which is not a JSON number at $.schema_version"),
+        (
+            '{"timing": {"total_seconds": -Infinity}}',
+            "holds -inf, which is not a JSON number at $.timing.total_seconds",
+        ),
+        ("{}", "does not match the render schema at $: 'schema_version' is a required property"),
+        ("[]", "does not match the render schema at $: [] is not of type 'object'"),
+    ],
+)
+def test_read_summary_refuses_bad_input_naming_file_and_path(
+    tmp_path: Path, text: str | bytes | None, message: str
+) -> None:
+    path = tmp_path / "summary.json"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    elif text is not None:
+        path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        read_summary(path)
+    assert info.value.exit_status == ExitStatus.BAD_INPUT
+    assert str(info.value).startswith(f"{path}: {message}")
+    assert len(str(info.value)) < len(str(path)) + 320  # a long path or value is cut
+
+
+def test_read_summary_names_the_schema_path_of_a_tampered_entry(tmp_path: Path) -> None:
+    document = render_document()
+    document["examples"][0]["page"] = "javascript:alert(1)//"
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(
+        InputError, match=r"summary\.json: does not match the render schema at \$\.examples\[0\]\.page: "
+    ):
+        read_summary(path)

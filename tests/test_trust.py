@@ -15,9 +15,9 @@ import torch
 from capture_helpers import FORWARD_VIEWS
 
 from attnviz.analysis import AnalysisContext, AnalysisResult, TokenScores, get_analysis
-from attnviz.analysis.faithfulness import curve_scores, erasure_masks
+from attnviz.analysis.faithfulness import DEFAULT_BINS, curve_scores, erasure_masks, random_orders
 from attnviz.analysis.pipeline import analyze, combined_needs
-from attnviz.config import ModelOptions
+from attnviz.config import DEFAULT_RANDOM_ORDERS, IG_FIRST_STEPS, AnalysisOptions, ModelOptions
 from attnviz.model.capture import capture_batch
 from attnviz.model.loading import load_model
 from attnviz.model.predictor import build_predictor
@@ -125,8 +125,25 @@ def test_faithfulness_analysis_beats_random_with_the_true_ranking() -> None:
     s = result.scalars
     assert s["comprehensiveness_margin.oracle"] > 0 > s["comprehensiveness_margin.reverse"]
     assert s["comprehensiveness.oracle"] > s["random_comprehensiveness"] > s["comprehensiveness.reverse"]
-    assert s["erasure_model_calls"] == 1 + (5 + 2) * 10
+    assert s["erasure_model_calls"] == 1 + (DEFAULT_RANDOM_ORDERS + 2) * 10
     assert n == len(predictor.ids)
+
+
+@pytest.mark.parametrize("orders", [1, 3])
+def test_random_baseline_is_the_mean_over_the_first_seeded_orders(orders: int) -> None:
+    """--random-orders K averages the curves of the first K rows of the seeded random rankings (so fewer orders
+    are a prefix of more, and the methods' own numbers do not depend on K)."""
+    predictor = bag_predictor()
+    full = predictor.full_score()
+    want = [
+        curve_scores(full, predictor.score(np.concatenate(erasure_masks(r, predictor.removable, DEFAULT_BINS))), 5)
+        for r in random_orders(len(IDS), orders, seed=7)
+    ]
+    context = AnalysisContext(predictor=predictor, options=AnalysisOptions(seed=7, random_orders=orders))
+    s = get_analysis("faithfulness").run(SimpleNamespace(task="classify"), context).scalars
+    assert s["random_orders"] == orders
+    assert s["random_comprehensiveness"] == pytest.approx(np.mean([w.comprehensiveness for w in want]), abs=1e-12)
+    assert s["random_sufficiency"] == pytest.approx(np.mean([w.sufficiency for w in want]), abs=1e-12)
 
 
 def test_integrated_gradients_equals_input_x_gradient_on_a_linear_model() -> None:
@@ -190,13 +207,13 @@ def test_marker_known_answer_faithfulness() -> None:
     assert np.mean(comp) > np.mean(random_comp) + 0.1
 
 
-@pytest.mark.parametrize("bound, steps", [(1.0, 16), (0.0, 64)])
+@pytest.mark.parametrize("bound, steps", [(1.0, IG_FIRST_STEPS), (0.0, 64)])
 def test_integrated_gradients_doubles_its_steps_until_it_converges(
     tiny_loaded: Callable, monkeypatch: pytest.MonkeyPatch, bound: float, steps: int
 ) -> None:
-    """16 steps when the delta is within the bound; otherwise 32, 64 (the budget), then a warning in words."""
+    """IG_FIRST_STEPS steps when the delta is within the bound; otherwise doubled up to the budget (64), then a
+    warning in words."""
     from attnviz.analysis.pipeline import analyze
-    from attnviz.config import AnalysisOptions
 
     monkeypatch.setattr("attnviz.analysis.agreement_method.IG_DELTA_BOUND", bound)
     loaded = tiny_loaded("bert-classifier")
@@ -209,7 +226,8 @@ def test_integrated_gradients_doubles_its_steps_until_it_converges(
     )
     scalars = report.scalars
     assert scalars["ig_steps"] == steps
-    assert sorted(predictor._attributions) == [16, 32, 64][: [16, 32, 64].index(steps) + 1]
+    tried = [IG_FIRST_STEPS * 2**k for k in range(8) if IG_FIRST_STEPS * 2**k <= 64]
+    assert sorted(predictor._attributions) == tried[: tried.index(steps) + 1]
     warned = [m for m in report.messages if "did not converge" in m]
     assert (len(warned) == 1) == (bound == 0.0)
     assert scalars["ig_relative_delta"] == pytest.approx(predictor.attributions(steps).relative_delta)

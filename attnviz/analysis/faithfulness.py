@@ -124,7 +124,6 @@ def random_orders(n_tokens: int, n_orders: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-N_RANDOM_ORDERS = 5
 CONVENTION: Literal["paper", "eraser"] = "paper"
 
 
@@ -179,7 +178,7 @@ class Faithfulness:
     Tokens are ranked by each method's scores (default stage, explained rows averaged); the top 1, 5,
     10, 20 and 50 % of the removable tokens are deleted (comprehensiveness) or kept alone
     (sufficiency), and the change in the explained score is averaged with the paper's divisor
-    |B| + 1. The baseline is the mean over ``N_RANDOM_ORDERS`` seeded random rankings; each method's
+    |B| + 1. The baseline is the mean over ``--random-orders`` seeded random rankings; each method's
     margin says how far it beats it.
     """
 
@@ -196,7 +195,7 @@ class Faithfulness:
         erasure = context.options.erasure
         bins = DEFAULT_BINS
         n = len(predictor.ids)
-        orders = list(random_orders(n, N_RANDOM_ORDERS, seed=context.options.seed))
+        orders = list(random_orders(n, context.options.random_orders, seed=context.options.seed))
         methods = scored_methods(context.previous, predictor.sequence)
         rankings = orders + [scores.at() for scores in methods]
         # Every copy of every curve in one call: the predictor scores each distinct copy once, packed by length.
@@ -213,6 +212,7 @@ class Faithfulness:
             "full_score": full,
             "random_comprehensiveness": random_comp,
             "random_sufficiency": random_suff,
+            "random_orders": float(len(orders)),
         }
         for scores, result in zip(methods, results[len(orders) :], strict=True):
             scalars[f"comprehensiveness.{scores.method}"] = result.comprehensiveness

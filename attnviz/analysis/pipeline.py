@@ -188,13 +188,28 @@ def run_order(methods: Sequence[str]) -> list[str]:
     return sorted(dict.fromkeys(methods), key=rank)
 
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A page name is a file stem and a folder name: lower-case ASCII without dots (so no folder is named like a page
+# file, ``x.html``), not a name Windows reserves for a device (also with an extension: ``con.html``).
+_KEPT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_HASHED = re.compile(r".+-[0-9a-f]{16}")
+_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))})
 
 
 def page_name(example_id: str) -> str:
-    """A file-system-safe, deterministic page name for an example id (a hash keeps it unique)."""
-    safe = _UNSAFE.sub("-", example_id).strip("-.")[:60]
-    if safe == example_id and safe:
-        return safe
-    digest = hashlib.sha1(example_id.encode("utf-8")).hexdigest()[:8]
-    return f"{safe}-{digest}" if safe else digest
+    """The page name of an example (``examples/<name>.html``, ``examples/<name>/``): deterministic, safe on every
+    common file system, and unique by construction.
+
+    An id that already is such a name is kept as it is: 1 to 64 lower-case ASCII letters, digits, ``_`` and ``-``,
+    starting with a letter or digit, not a Windows device name (``con``, ``nul``, ``com1``…) and not shaped like a
+    hashed name. Any other id becomes a slug (lower case, each run of other characters as ``-``, at most 40
+    characters; ``id`` when nothing is left) plus ``-`` and 16 hex digits of the SHA-256 of the exact id.
+
+    Kept names never end in ``-`` and 16 hex digits and hashed names always do, so a kept name never equals a hashed
+    one; two hashed names are equal only when their ids share 64 bits of hash. Every name is lower case, so ids
+    that differ only in case (``a``, ``A``) stay apart on case-insensitive disks.
+    """
+    if _KEPT.fullmatch(example_id) and not _HASHED.fullmatch(example_id) and example_id not in _DEVICES:
+        return example_id
+    slug = _UNSAFE.sub("-", example_id.lower())[:40].strip("-_") or "id"
+    return f"{slug}-{hashlib.sha256(example_id.encode('utf-8')).hexdigest()[:16]}"

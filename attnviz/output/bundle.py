@@ -28,6 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from attnviz.errors import OutputError
+from attnviz.output.folder import replacing
 from attnviz.output.html import CSP, CSP_SCRIPTS, environment, script_hash, script_hashes, script_sources
 
 INDEX_ANCHOR = "index"
@@ -196,12 +197,9 @@ def bundle_report(out_dir: Path, target: Path) -> Path:
         count=len(pages),
         csp=CSP.replace(CSP_SCRIPTS, script_sources(hashes)),
     )
-    tmp = target.with_name(target.name + ".tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as handle:
+        with replacing(target) as tmp, tmp.open("w", encoding="utf-8") as handle:
             handle.writelines(chunks)
-        tmp.replace(target)
     except OSError as err:
         raise OutputError(f"cannot write bundle '{target}': {err.strerror or err}") from None
     return target

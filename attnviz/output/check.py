@@ -155,6 +155,19 @@ def check_summary(document: Mapping[str, Any], thresholds: Sequence[Threshold]) 
     return CheckResult(tuple(rows))
 
 
+def recorded_check(document: Mapping[str, Any], thresholds: Sequence[Threshold]) -> CheckResult | None:
+    """The outcome summary.md records when a run's files are written (render, merge).
+
+    Returns:
+        None without thresholds, or when one names a metric the document lacks: the run's files are written
+        all the same, and the caller's :func:`check_summary` on the returned document then reports the name.
+    """
+    names = set(metric_names(document))
+    if not thresholds or not all(threshold.metric in names for threshold in thresholds):
+        return None
+    return check_summary(document, thresholds)
+
+
 def format_table(result: CheckResult) -> str:
     """A plain-text table that is also a valid Markdown pipe table.
 

@@ -14,13 +14,14 @@ import numpy as np
 from markupsafe import Markup
 
 from attnviz.analysis import TokenScores
-from attnviz.analysis.faithfulness import DEFAULT_BINS, N_RANDOM_ORDERS
+from attnviz.analysis.faithfulness import DEFAULT_BINS
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.analysis.words import merge_to_words
 from attnviz.output.base import (
     DRAWN_VIEWS,
     HEAD_GRID_MAX_TOKENS,
     HEATMAP_MAX_TOKENS,
+    MAX_TEXT_CHARS,
     display_label,
     drawable,
     register_renderer,
@@ -32,7 +33,10 @@ from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
 # Quantisation of the matrices the page's script draws: head means to 256 levels, single heads to 16.
 MEAN_LEVELS, HEAD_LEVELS = 255, 15
-# The script sources are filled in per page (hashes of its own inline scripts); nothing else may run.
+# The script sources are filled in per page (hashes of its own inline scripts); nothing else may run, and with no
+# 'unsafe-inline' in script-src neither inline handlers nor javascript: URLs run either. style-src keeps
+# 'unsafe-inline' because heatmap cells and legends carry their colour in style="" attributes, which a hash or a
+# nonce cannot allow (styles cannot run code or, with default-src 'none', load anything).
 CSP_SCRIPTS = "attnviz-script-hashes"
 CSP = (
     f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {CSP_SCRIPTS}; "
@@ -66,6 +70,7 @@ def environment() -> Any:
     env.globals["static"] = static_text
     env.filters["heat"] = lambda v: hex_colour(float(v or 0.0))
     env.filters["heat_text"] = lambda v: text_colour(float(v or 0.0))
+    env.filters["shown"] = _shown
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
     return env
 
@@ -144,20 +149,37 @@ def word_units(report: ExampleReport, seq: TokenSeq, scores: TokenScores) -> lis
         w = seq.word_ids[i]
         if w is None:
             value = float(token_values[i])
-            units.append({"text": text, "special": True, "segment": seq.segments[i], "title": f"{value:.4f}"})
+            units.append(
+                {
+                    "text": _shown(text),
+                    "special": True,
+                    "segment": seq.segments[i],
+                    "title": _titled(text, f"{value:.4f}"),
+                }
+            )
         elif w not in seen:
             seen.add(w)
             cell = word_cells[w]
             units.append(
                 {
-                    "text": seq.words[w],
+                    "text": _shown(seq.words[w]),
                     "special": False,
                     "segment": seq.segments[i],
                     "cls": cell["cls"],
-                    "title": cell["text"],
+                    "title": _titled(seq.words[w], cell["text"]),
                 }
             )
     return units
+
+
+def _shown(text: str) -> str:
+    """A token or word as the page shows it in running text: cut at ``MAX_TEXT_CHARS`` so its cost is bounded."""
+    return display_label(text, MAX_TEXT_CHARS)
+
+
+def _titled(text: str, score: str) -> str:
+    """The hover text of a unit: its score, and the full text when the page shows it cut."""
+    return score if _shown(text) == text else f"{text} · {score}"
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -243,7 +265,7 @@ def trust_panel(report: ExampleReport) -> dict[str, Any] | None:
         "full_score": scalars.get("full_score"),
         "calls": scalars.get("erasure_model_calls"),
         "ig_delta": scalars.get("ig_delta"),
-        "random_orders": N_RANDOM_ORDERS,
+        "random_orders": scalars.get("random_orders"),
         "bins": [f"{100 * b:g}" for b in DEFAULT_BINS],
         "ig_total": scalars.get("ig_total"),
     }
@@ -391,7 +413,11 @@ def example_page(report: ExampleReport, run: Mapping[str, Any]) -> str:
         methods=method_views(report),
         # What the script needs to draw the token views: each scored sequence's tokens and their kinds.
         sequences={
-            name: {"tokens": list(seq.tokens), "special": list(seq.special), "segments": list(seq.segments)}
+            name: {
+                "tokens": [_shown(t) for t in seq.tokens],
+                "special": list(seq.special),
+                "segments": list(seq.segments),
+            }
             for name, seq in capture.sequences.items()
             if any(ts.sequence == name for ts in report.token_scores)
         },
@@ -447,7 +473,7 @@ def _index_record(row: Mapping[str, Any]) -> list[Any]:
         _index_number(prediction["score"]),
         row["label"],
         prediction["correct"],
-        [str(word[0]) for word in row["top_words"]],
+        [_shown(str(word[0])) for word in row["top_words"]],
         _index_number(row["mean_entropy"]),
         _index_number(row["mean_special_share"]),
         _index_number(row["comprehensiveness_margin"]),

@@ -33,6 +33,10 @@ MAX_TEXT = 60
 # Markdown/HTML-significant ASCII characters; CommonMark lets a backslash escape any ASCII punctuation.
 _SIGNIFICANT = re.compile(r"([\\`*_\[\]<>|#~&])")
 _LINE_BREAKS = re.compile(r"[\r\n\v\f\u0085\u2028\u2029]+")
+# Where GitHub would make a link of plain text: after a URL scheme's ":" (autolinked http://, https://, ftp://),
+# inside "www." (autolinked domains), after "@" (mentions and e-mail addresses) and "#" (issue references). A word
+# joiner (U+2060, invisible) there breaks the pattern and leaves the text as it reads.
+_AUTOLINK_POINTS = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?<=[@#])")
 # Scores that measure the prediction's confidence, so the lowest ones are the first to look at.
 KEY_METRICS = (
     ("accuracy", "accuracy"),
@@ -53,11 +57,12 @@ def md_escape(value: Any) -> str:
     """Untrusted text as literal Markdown text on one line.
 
     Backslash-escapes ``\\ ` * _ [ ] < > | # ~ &`` (``<`` stops raw HTML, ``|`` a new table cell, ``[`` a
-    link or image, ``&`` an entity) and turns line breaks into spaces. ``@`` gets a word joiner after it,
-    so a word such as ``@someone`` does not mention (and notify) a user when posted as a comment.
+    link or image, ``&`` an entity) and turns line breaks into spaces. A word joiner goes where GitHub would
+    autolink plain text (``http://``, ``www.``, ``@someone``, ``#123``, ``a@b.example``), so posted as a comment
+    it links, mentions and notifies no one.
     """
     text = _LINE_BREAKS.sub(" ", "" if value is None else str(value))
-    return _SIGNIFICANT.sub(r"\\\1", text).replace("@", "@\u2060")
+    return _AUTOLINK_POINTS.sub("\u2060", _SIGNIFICANT.sub(r"\\\1", text))
 
 
 def shorten(text: str, limit: int = MAX_TEXT) -> str:
@@ -269,4 +274,4 @@ class MarkdownRenderer:
 
     def write_run(self, summary: RunDocument, out: Path) -> None:
         document = {**summary.header, "examples": summary.examples()}
-        write_text(out / "summary.md", summary_markdown(document))
+        write_text(out / "summary.md", summary_markdown(document, summary.check))

@@ -7,17 +7,27 @@ with :mod:`importlib.resources` so an installed copy finds them wherever it is i
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
+from pathlib import Path
 from typing import Any, Literal
 
-from attnviz.errors import OutputError, UnknownNameError
+from attnviz.errors import InputError, OutputError, UnknownNameError
 
 Kind = Literal["render", "compare"]
 SCHEMA_FILES: dict[str, str] = {"render": "summary.schema.json", "compare": "compare.schema.json"}
-# Schema errors quote the offending value; a whole example entry would bury the message.
+# Schema errors quote the offending value (and paths its keys); a whole example entry would bury the message.
 MAX_MESSAGE = 300
+# attnviz writes summary.json at most about 10 levels deep; a bound far above that keeps a hostile file from
+# exhausting the stack in anything that walks it later (validation, rendering, writing).
+MAX_DEPTH = 64
+# The spelling of JSON paths that jsonschema uses (``$.a.b[0]['c.d']``), so every message reads alike.
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A path as deep as MAX_DEPTH would bury the message: paths show this many keys, then "…".
+SHOWN_PATH_KEYS = 16
 
 
 @cache
@@ -49,8 +59,29 @@ def document_kind(document: Mapping[str, Any]) -> Kind:
     return "compare" if document.get("kind") == "compare" else "render"
 
 
+def schema_problem(document: Any) -> str | None:
+    """Where and how a parsed summary.json departs from the schema of its kind.
+
+    Args:
+        document: any parsed JSON value; a mapping's ``kind`` picks the schema (anything else is checked against
+            the render schema, whose top level is an object).
+
+    Returns:
+        None when it matches, else ``does not match the <kind> schema at <JSON path>: <what is wrong>`` for the
+        most relevant error.
+    """
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    kind = document_kind(document) if isinstance(document, Mapping) else "render"
+    error = best_match(Draft202012Validator(load_schema(kind)).iter_errors(document))
+    if error is None:
+        return None
+    return _cut(f"does not match the {kind} schema at {error.json_path}: {error.message}")
+
+
 def validate_summary(document: Mapping[str, Any]) -> None:
-    """Check a summary.json document against the schema of its kind.
+    """Check a summary.json document that attnviz wrote against the schema of its kind.
 
     Args:
         document: the parsed document; its ``kind`` picks the schema.
@@ -59,18 +90,84 @@ def validate_summary(document: Mapping[str, Any]) -> None:
         OutputError: the document does not match; the message names the JSON path of the most relevant
             error (``$.examples[0].prediction.score``) and what is wrong there (exit 5).
     """
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import best_match
+    problem = schema_problem(document)
+    if problem is not None:
+        raise OutputError(f"summary.json {problem}")
 
-    kind = document_kind(document)
-    validator = Draft202012Validator(load_schema(kind))
-    error = best_match(validator.iter_errors(document))
-    if error is None:
-        return
-    message = error.message
-    if len(message) > MAX_MESSAGE:
-        message = message[: MAX_MESSAGE - 1] + "…"
-    raise OutputError(f"summary.json does not match the {kind} schema at {error.json_path}: {message}")
+
+def read_summary(path: Path) -> dict[str, Any]:
+    """Read a summary.json given to ``check`` or ``merge``: parsed, bounded and validated before any use.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The document, which matches the schema of its kind, nests at most ``MAX_DEPTH`` levels deep and holds
+        only finite numbers.
+
+    Raises:
+        InputError: the file is missing, unreadable, not UTF-8 JSON, nested too deeply, holds NaN or Infinity, or
+            does not match its schema; the message names the file and the JSON path of what is wrong (exit 3).
+    """
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(source, "file not found") from None
+    except UnicodeDecodeError as err:
+        raise InputError(source, f"is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise InputError(source, f"cannot be read: {err.strerror or err}") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(source, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except RecursionError:
+        # The parser recurses per level: a file of nothing but "[[[[…" must be bad input, not a crash.
+        raise InputError(source, f"is nested more than {MAX_DEPTH} levels deep at $") from None
+    unsafe = _first_unsafe(document)
+    problem = _cut(f"{unsafe[1]} at {_json_path(unsafe[0])}") if unsafe is not None else schema_problem(document)
+    if problem is not None:
+        raise InputError(source, problem)
+    return document
+
+
+def _first_unsafe(value: Any, depth: int = 0) -> tuple[list[str | int], str] | None:
+    """What the schema cannot say: nesting past ``MAX_DEPTH``, and NaN or Infinity (Python's parser accepts them,
+    the writers refuse them). Returns the keys leading to the first such value and what is wrong with it.
+
+    Recursion stops at ``MAX_DEPTH``, so this walk cannot exhaust the stack itself.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return [], f"holds {value}, which is not a JSON number"
+    if not isinstance(value, (dict, list)):
+        return None
+    if depth == MAX_DEPTH:
+        return [], f"is nested more than {MAX_DEPTH} levels deep"
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in items:
+        found = _first_unsafe(child, depth + 1)
+        if found is not None:
+            found[0].insert(0, key)
+            return found
+    return None
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+
+
+def _json_path(keys: list[str | int]) -> str:
+    """``$.examples[0]['a.b']`` for these keys (the first ``SHOWN_PATH_KEYS``)."""
+    path = "$"
+    for key in keys[:SHOWN_PATH_KEYS]:
+        if isinstance(key, int):
+            path += f"[{key}]"
+        elif _PLAIN_KEY.match(key):
+            path += f".{key}"
+        else:
+            path += "['" + key.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    return path if len(keys) <= SHOWN_PATH_KEYS else path + "…"
 
 
 def metric_names(document: Mapping[str, Any]) -> list[str]:

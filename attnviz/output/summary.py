@@ -8,12 +8,16 @@ import platform
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from attnviz.analysis.pipeline import ExampleReport
+from attnviz.output.folder import replacing
 from attnviz.types import SkippedRecord
+
+if TYPE_CHECKING:
+    from attnviz.output.check import CheckResult
 
 SCHEMA_VERSION = "1.0"
 DIGITS = 6
@@ -155,11 +159,13 @@ def run_header(
 @dataclass
 class RunDocument:
     """A finished run: the summary header, its example entries (one JSON line each in a spool file, so
-    memory does not grow with the run) and one short row per example for the index."""
+    memory does not grow with the run), one short row per example for the index, and the outcome of the
+    run's thresholds (``--min``/``--max``) for summary.md, if any."""
 
     header: dict[str, Any]
     spool: Path
     rows: list[dict[str, Any]]
+    check: CheckResult | None = None
 
     def examples(self) -> Iterator[dict[str, Any]]:
         with self.spool.open(encoding="utf-8") as handle:
@@ -172,8 +178,7 @@ class RunDocument:
 
     def write_json(self, path: Path) -> None:
         """Stream summary.json: the header indented, then one example entry per line."""
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
+        with replacing(path) as tmp, tmp.open("w", encoding="utf-8") as out:
             out.write("{\n")
             items = list(self.header.items())
             for i, (key, value) in enumerate(items):
@@ -187,4 +192,3 @@ class RunDocument:
                     out.write(json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False).replace("\n", "\n "))
                 out.write(",\n" if i < len(items) - 1 else "\n")
             out.write("}\n")
-        tmp.replace(path)

@@ -1,7 +1,12 @@
-"""Terminal output with rich: a progress bar on a TTY and a short summary table after a run."""
+"""Terminal output with rich: a progress bar on a TTY and a short summary table after a run.
+
+Every string that comes from data (ids, tokens, labels, file and model names, error messages quoting them) goes
+through :func:`visible` before it reaches the terminal, and into ``Text`` objects rather than markup.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +17,14 @@ from rich.table import Table
 from rich.text import Text
 
 MAX_ROWS = 20
+# C0 controls but newline and tab (ESC starts OSC title, clipboard and link sequences and screen clears), DEL,
+# C1 controls (0x9b is a one-byte CSI) and the bidirectional overrides that reorder what a line seems to say.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: object) -> str:
+    """``text`` with every terminal control character shown as an escape (``\\x1b``) instead of acting."""
+    return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 @contextmanager
@@ -32,18 +45,18 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
     ``summary["examples"]`` holds the short index rows (``render_reports(..., keep_examples=False)``).
     """
     run = summary["run"]
-    table = Table(title=f"{run['model']} · {run['task']}", title_justify="left")
+    table = Table(title=Text(visible(f"{run['model']} · {run['task']}")), title_justify="left")
     headline = summary["dataset"].get("headline_method") or "top"
     for column in ("id", "prediction", "gold", f"{headline} words", "entropy"):
-        table.add_column(column, overflow="fold")
+        table.add_column(Text(visible(column)), overflow="fold")
     for ex in summary["examples"][:MAX_ROWS]:
         top = ", ".join(w for w, _ in ex["top_words"])
         gold = ex["label"] if ex["label"] is not None else ""
         table.add_row(
-            Text(ex["id"]),
-            Text(ex["prediction"]["text"]),
-            Text(gold),
-            Text(top),
+            Text(visible(ex["id"])),
+            Text(visible(ex["prediction"]["text"])),
+            Text(visible(gold)),
+            Text(visible(top)),
             "" if ex["mean_entropy"] is None else f"{ex['mean_entropy']:.2f}",
         )
     console.print(table)
@@ -54,14 +67,18 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
     if truncated:
         console.print(
             Text(
-                f"{len(truncated)} truncated at {run['options']['max_length']} tokens "
-                f"(--max-length): {', '.join(truncated[:10])}",
+                visible(
+                    f"{len(truncated)} truncated at {run['options']['max_length']} tokens "
+                    f"(--max-length): {', '.join(truncated[:10])}"
+                ),
                 style="yellow",
             ),
             soft_wrap=True,
         )
     for skipped in summary["skipped"]:
-        console.print(Text(f"skipped {skipped['source']}: {skipped['reason']}", style="yellow"), soft_wrap=True)
+        console.print(
+            Text(visible(f"skipped {skipped['source']}: {skipped['reason']}"), style="yellow"), soft_wrap=True
+        )
     metrics = summary["dataset"]["metrics"]
     if metrics.get("accuracy") is not None:
         console.print(f"accuracy: {metrics['accuracy']:.3f}", soft_wrap=True)
@@ -79,7 +96,9 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
             style="yellow",
             soft_wrap=True,
         )
-    console.print(Text(f"report: {out}/index.html · summary: {out}/summary.json", style="bold"), soft_wrap=True)
+    console.print(
+        Text(visible(f"report: {out}/index.html · summary: {out}/summary.json"), style="bold"), soft_wrap=True
+    )
 
 
 def print_example(console: Console, report: Any) -> None:
@@ -90,20 +109,20 @@ def print_example(console: Console, report: Any) -> None:
     from attnviz.output.colors import hex_colour, normalize, text_colour
 
     capture = report.capture
-    console.print(Text.assemble(("prediction: ", "bold"), capture.prediction.text), soft_wrap=True)
+    console.print(Text.assemble(("prediction: ", "bold"), visible(capture.prediction.text)), soft_wrap=True)
     for label, p in sorted(capture.prediction.probabilities.items(), key=lambda kv: -kv[1]):
-        console.print(Text(f"  {label}: {p:.3f}"), soft_wrap=True)
+        console.print(Text(visible(f"  {label}: {p:.3f}")), soft_wrap=True)
     for scores in report.token_scores:
         seq = capture.sequences[scores.sequence]
         values = report.word_scores(scores)
         levels = normalize(values)
         line = Text(f"{scores.label} ({scores.stage_labels[scores.default_stage]}): ", style="bold")
         for word, level in zip(seq.words, levels, strict=True):
-            line.append(word, style=f"{text_colour(level)} on {hex_colour(level)}")
+            line.append(visible(word), style=f"{text_colour(level)} on {hex_colour(level)}")
             line.append(" ")
         console.print(line, soft_wrap=True)
     for message in report.messages:
-        console.print(Text(message, style="italic"), soft_wrap=True)
+        console.print(Text(visible(message), style="italic"), soft_wrap=True)
     metrics = report.scalars
     for scores in report.token_scores:
         margin = metrics.get(f"comprehensiveness_margin.{scores.method}")

@@ -8,17 +8,20 @@ from attnviz.config import GenerationOptions
 from attnviz.types import Panel, Prediction
 
 
-def generate_ids(model: Any, tokenizer: Any, input_ids: list[int], generation: GenerationOptions) -> list[int]:
+def generate_ids(
+    model: Any, tokenizer: Any, input_ids: list[int], generation: GenerationOptions, room: int
+) -> list[int]:
     """Generate a continuation (decoder-only) or target (encoder-decoder) for one example: the new token ids.
 
     One example at a time: no padding, so nothing depends on what else is in the batch. Padding
-    after an end-of-sequence token is dropped.
+    after an end-of-sequence token is dropped. At most ``room`` tokens are generated (the positions the model
+    has left), so generation never runs past the position embeddings.
     """
     import torch
 
     ids = torch.tensor([input_ids], dtype=torch.long, device=model.device)
     kwargs: dict[str, Any] = {
-        "max_new_tokens": generation.max_new_tokens,
+        "max_new_tokens": max(1, min(generation.max_new_tokens, room)),
         "do_sample": generation.do_sample,
         "num_beams": 1,
         "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
+from attnviz.errors import UsageError
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import AttentionLayout, Batch, Forward, TaskAdapter, ids_stream
@@ -46,13 +47,18 @@ class LanguageModelTask(TaskAdapter):
         for ex in examples:
             prompt = tok(ex.fields["text"])["input_ids"]
             target = ex.get("target")
+            if target is None and generation.max_new_tokens >= max_length:
+                raise UsageError(
+                    f"--max-new-tokens {generation.max_new_tokens} leaves no room for the prompt in the "
+                    f"{max_length} positions of model '{loaded.name}' (--max-length); use at most {max_length - 1}"
+                )
             # Keep room for the continuation; a long prompt loses its start.
             budget = max(1, max_length - (generation.max_new_tokens if target is None else 0))
             lengths.append(len(prompt))
             truncated.append(len(prompt) > budget)
             prompt = prompt[-budget:]
             if target is None:
-                continuation = generate_ids(loaded.model, tok, prompt, generation)
+                continuation = generate_ids(loaded.model, tok, prompt, generation, max_length - len(prompt))
             else:
                 continuation = tok(target, add_special_tokens=False)["input_ids"]
             continuation = continuation[: max(1, max_length - len(prompt))]

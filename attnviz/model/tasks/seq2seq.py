@@ -68,7 +68,7 @@ class Seq2SeqTask(TaskAdapter):
         for b, ex in enumerate(examples):
             if ex.get("target") is None:
                 real = source.input_ids[b][source.mask[b] == 1].tolist()
-                produced = generate_ids(model, tok, real, generation)
+                produced = generate_ids(model, tok, real, generation, max_length)
             else:
                 produced = tok(text_target=ex.fields["target"], truncation=True, max_length=max_length)["input_ids"]
             produced = produced or [tok.eos_token_id]

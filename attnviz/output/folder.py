@@ -1,0 +1,185 @@
+"""The report folder: written by one run at a time, never mixed with an earlier run's files, each file replaced
+whole so that an interrupted run leaves no half-written page or temporary file behind."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from attnviz.errors import OutputError, UsageError
+
+try:
+    import fcntl
+except ImportError:  # Windows: the lock is the lock file's existence instead (see _acquire)
+    fcntl = None  # type: ignore[assignment]
+
+#: Held by the run writing the folder (it holds that run's process id); removed when the run ends.
+LOCK_NAME = ".attnviz.lock"
+#: Example entries of a run in progress, one JSON line each (a unique name per run; removed when it ends).
+SPOOL_PREFIX, SPOOL_SUFFIX = ".examples", ".jsonl"
+_RUN_FILES = ("index.html", "summary.json", "summary.md")
+#: What attnviz writes into a report folder, as glob patterns; ``overwrite`` removes these and nothing else.
+OWN_FILES = (
+    *_RUN_FILES,
+    *(f".{name}.*.tmp" for name in _RUN_FILES),  # left by a write killed before it could clean up (see replacing)
+    f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}",
+    "examples/*.html",
+    "examples/.*.html.*.tmp",
+    "examples/*.npz",
+    "examples/*/*.png",
+    "dataset/*.png",
+)
+
+
+@contextmanager
+def claim_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
+    """Create ``out`` and lock it for the body's run; it must not hold another run's files.
+
+    The lock is taken before the folder is looked at, so a locked folder is never cleared. It is an advisory
+    ``flock``, which the system releases when its process dies, so a killed run never blocks the next one.
+
+    Args:
+        out: the report folder.
+        overwrite: remove the files an earlier run wrote there (see ``OWN_FILES``) instead of refusing it;
+            any other file in the folder is kept.
+
+    Yields:
+        ``out``, with its ``examples/`` folder.
+
+    Raises:
+        UsageError: ``out`` holds an earlier run's files and ``overwrite`` is False (exit 2).
+        OutputError: another run holds the lock, or the folder cannot be created or cleared (exit 5).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = _acquire(out)
+    except OSError as err:
+        raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
+    try:
+        _make_ready(out, overwrite)
+        yield out
+    finally:
+        _release(out, lock)
+
+
+@contextmanager
+def spool_file(out: Path) -> Iterator[Path]:
+    """A new, uniquely named spool file in ``out``, removed when the body ends however it ends."""
+    path = _new_file(out, SPOOL_PREFIX + "-", SPOOL_SUFFIX)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A uniquely named temporary file next to ``path`` for the body to write; it replaces ``path`` when the body
+    succeeds and is removed when it fails, so ``path`` is either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_file(path.parent, f".{path.name}.", ".tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """A new empty file named ``prefix + random + suffix``, with the permissions the umask gives (a page must be
+    as readable as before; ``tempfile.mkstemp`` makes files only their owner can read)."""
+    while True:
+        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+
+
+def _make_ready(out: Path, overwrite: bool) -> None:
+    try:
+        if next(_own_files(out), None) is not None:
+            if not overwrite:
+                raise UsageError(
+                    f"output folder '{out}' holds the report of an earlier run; pass --overwrite to replace it "
+                    "(only attnviz's own files are removed) or choose another --out"
+                )
+            _clear(out)
+        (out / "examples").mkdir(exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}") from None
+
+
+def _own_files(out: Path) -> Iterator[Path]:
+    """attnviz's files in ``out``, found lazily (the first answers whether the folder holds a run)."""
+    for pattern in OWN_FILES:
+        for path in out.glob(pattern):
+            if path.is_file():
+                yield path
+
+
+def _clear(out: Path) -> None:
+    """Remove attnviz's files from ``out``, then its folders that are left empty (a user's files stay)."""
+    for path in list(_own_files(out)):
+        path.unlink()
+    for folder in [*(out / "examples").glob("*"), out / "examples", out / "dataset"]:
+        with suppress(OSError):  # a file, missing, or a folder that holds a file attnviz did not write
+            folder.rmdir()
+
+
+def _acquire(out: Path) -> int:
+    """Lock ``out`` for this process and record its id in the lock file; returns the lock file's descriptor.
+
+    Raises:
+        OutputError: another process holds the lock (exit 5).
+    """
+    path = out / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0)
+    while True:
+        try:
+            handle = os.open(path, flags, 0o644)
+        except FileExistsError:
+            raise _busy(out) from None
+        if fcntl is None:
+            break
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(handle)
+            raise _busy(out) from None
+        # The previous holder removes the file when it is done: a lock on a removed file locks nothing.
+        if _same_file(handle, path):
+            break
+        os.close(handle)
+    os.ftruncate(handle, 0)
+    os.write(handle, str(os.getpid()).encode("ascii"))
+    return handle
+
+
+def _release(out: Path, handle: int) -> None:
+    # Removed before it is unlocked, so a run waiting on this file finds it gone and takes a new one.
+    (out / LOCK_NAME).unlink(missing_ok=True)
+    os.close(handle)
+
+
+def _same_file(handle: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _busy(out: Path) -> OutputError:
+    try:
+        pid = (out / LOCK_NAME).read_text(encoding="ascii").strip() or "unknown"
+    except (OSError, UnicodeDecodeError):
+        pid = "unknown"
+    # Without flock a killed run leaves its lock file behind, and only the user can tell it is stale.
+    stale = "" if fcntl is not None else f" (if none is, delete '{out / LOCK_NAME}')"
+    return OutputError(
+        f"another attnviz run is writing to '{out}' (pid {pid}){stale}; wait for it to end or choose another --out"
+    )

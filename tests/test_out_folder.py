@@ -1,0 +1,181 @@
+"""The --out folder: a reused one is refused unless --overwrite, one run at a time holds it, options that cannot
+work together are refused before the model loads, and any failure leaves a summary that says so and no spool."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from attnviz.cli import app
+from attnviz.errors import OutputError
+from attnviz.output.folder import LOCK_NAME, claim_folder
+
+runner = CliRunner()
+QUICK = ["--method", "attention", "--format", "html,json"]
+
+
+@pytest.fixture(scope="module")
+def model(tiny_path: Callable[..., Path]) -> str:
+    return str(tiny_path("bert-classifier"))
+
+
+def render(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["render", *args])
+
+
+def leftovers(out: Path) -> list[str]:
+    """Spool, temporary and lock files: none may outlive a run."""
+    return sorted(p.name for p in out.rglob("*") if p.name.startswith(".examples") or p.suffix in (".tmp", ".lock"))
+
+
+def test_a_folder_holding_a_run_is_refused_and_overwrite_removes_only_attnviz_files(tmp_path: Path, model: str) -> None:
+    out = tmp_path / "out"
+    old = render("old one", "old two", "--model", model, *QUICK, "--format", "png", "--out", str(out))
+    assert old.exit_code == 0, old.output
+    old_files = sorted(out.rglob("*"))
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    (out / "examples" / "mine.txt").write_text("mine too", encoding="utf-8")
+
+    refused = render("new", "--model", model, *QUICK, "--out", str(out))
+    assert refused.exit_code == 2
+    assert f"output folder '{out}' holds the report of an earlier run; pass --overwrite" in refused.stderr
+    assert sorted(p for p in out.rglob("*") if "mine" not in p.name and p.name != "notes.txt") == old_files
+
+    replaced = render("new", "--model", model, *QUICK, "--overwrite", "--out", str(out))
+    assert replaced.exit_code == 0, replaced.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert [e["id"] for e in summary["examples"]] == ["text-1"]
+    # The old run's pages and PNG folders are gone (text-2's and text-1's), the user's files stay.
+    assert sorted(p.name for p in (out / "examples").iterdir()) == ["mine.txt", "text-1.html"]
+    assert not (out / "dataset").exists() and (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert leftovers(out) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "index.html").stat().st_mode & 0o777 == 0o666 & ~umask  # as readable as any file the user makes
+
+
+def test_a_folder_of_other_files_is_used_as_it_is(tmp_path: Path, model: str) -> None:
+    (tmp_path / "data.txt").write_text("a line\n", encoding="utf-8")
+    result = render(str(tmp_path / "data.txt"), "--model", model, *QUICK, "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "index.html").is_file() and (tmp_path / "data.txt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--format", "json", "--single-file", "r.html"], "--single-file bundles the HTML pages: add html to --format"),
+        (["--format", "html", "--png-layers", "all"], "png_layers picks the head grids drawn as PNG"),
+        (["--temperature", "0.7"], "temperature and top_p apply only when sampling"),
+        (["--ig-steps", "0"], "ig_steps must be at least 1, got 0"),
+        (["--random-orders", "0"], "random_orders must be at least 1, got 0"),
+        (["--out", "held"], "holds the report of an earlier run"),
+    ],
+)
+def test_options_that_cannot_work_are_refused_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "held").mkdir()
+    (tmp_path / "held" / "summary.json").write_text("{}", encoding="utf-8")
+    missing = ["--model", str(tmp_path / "no-such-model")]
+    assert render("hi", *missing, "--out", "fresh").exit_code == 4  # the model would fail to load: exit 4
+    result = render("hi", *missing, "--out", "fresh", *options)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+
+
+@contextmanager
+def held_by_another_process(out: Path) -> Iterator[int]:
+    """A second process that holds ``out``'s lock until it is killed; yields its pid."""
+    code = (
+        "import sys, time; from pathlib import Path; from attnviz.output.folder import claim_folder\n"
+        "with claim_folder(Path(sys.argv[1])):\n    print('locked', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        yield holder.pid
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed, not ended: the system must release its lock
+        holder.wait()
+
+
+def test_a_second_run_into_a_locked_folder_is_refused_and_a_killed_run_blocks_nothing(
+    tmp_path: Path, model: str
+) -> None:
+    out = tmp_path / "out"
+    with held_by_another_process(out) as pid:
+        (out / "summary.json").write_text("{}", encoding="utf-8")
+        for extra in ([], ["--overwrite"]):
+            result = render("hi", "--model", model, *QUICK, *extra, "--out", str(out))
+            assert result.exit_code == 5, result.output
+            assert f"another attnviz run is writing to '{out}' (pid {pid})" in result.stderr
+        assert (out / "summary.json").read_text(encoding="utf-8") == "{}"  # --overwrite never clears a locked folder
+    assert (out / LOCK_NAME).is_file()  # left by the killed holder, and harmless
+    after = render("hi", "--model", model, *QUICK, "--overwrite", "--out", str(out))
+    assert after.exit_code == 0, after.output
+    assert leftovers(out) == []
+
+
+def test_without_flock_the_lock_is_the_lock_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("attnviz.output.folder.fcntl", None)
+    busy = pytest.raises(OutputError, match=f"delete '{tmp_path / LOCK_NAME}'")
+    with claim_folder(tmp_path), busy, claim_folder(tmp_path):
+        pass
+    with claim_folder(tmp_path):  # released: the file is gone
+        pass
+
+
+def test_an_error_midway_marks_the_summary_failed_and_leaves_no_spool(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from attnviz import api
+
+    real, calls = api.capture_batch, []
+
+    def breaks_on_the_second_batch(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the device fell over")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api, "capture_batch", breaks_on_the_second_batch)
+    out = tmp_path / "out"
+    result = render("one", "two", "three", "--model", model, *QUICK, "--batch-size", "1", "--out", str(out))
+    assert result.exit_code == 1 and "unexpected RuntimeError: the device fell over" in result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed" and summary["error"] == "unexpected RuntimeError: the device fell over"
+    assert [e["id"] for e in summary["examples"]] == ["text-1"] and (out / summary["examples"][0]["page"]).is_file()
+    assert leftovers(out) == []
+
+
+def test_ctrl_c_exits_130_marking_the_summary_interrupted_and_keeping_the_pages(
+    tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    @contextmanager
+    def interrupting_bar(*args: object) -> Iterator[Callable[[int], None]]:
+        def on_progress(done: int) -> None:
+            if done == 2:
+                raise KeyboardInterrupt
+
+        yield on_progress
+
+    monkeypatch.setattr("attnviz.output.terminal.progress_bar", interrupting_bar)
+    out = tmp_path / "out"
+    result = render("one", "two", "three", "--model", model, *QUICK, "--batch-size", "1", "--out", str(out))
+    assert result.exit_code == 130 and "interrupted; what was written so far is kept" in result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "failed" and summary["error"] == "interrupted"
+    assert [e["id"] for e in summary["examples"]] == ["text-1", "text-2"]
+    assert all((out / e["page"]).is_file() for e in summary["examples"]) and (out / "index.html").is_file()
+    assert leftovers(out) == []
