@@ -53,13 +53,12 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--trust", action="store_true", help="also time the full default methods (trust checks on)")
     args = parser.parse_args()
 
     import torch
 
     from attnviz.api import render_reports
-    from attnviz.config import DEFAULT_METHODS, ModelOptions, RenderOptions
+    from attnviz.config import ModelOptions, RenderOptions
     from attnviz.model.loading import load_model
 
     torch.manual_seed(0)
@@ -87,10 +86,6 @@ def main() -> None:
         "render html,json,markdown": render(("html", "json", "markdown"), "pages"),
         "render html,json,markdown,png": render(("html", "json", "markdown", "png"), "pngs"),
     }
-    if args.trust:
-        passes["render html,json,markdown, every default method"] = render(
-            ("html", "json", "markdown"), "trust", DEFAULT_METHODS
-        )
     for run in passes.values():  # warm-up
         run()
     times: dict[str, list[float]] = {name: [] for name in passes}
