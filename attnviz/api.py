@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,7 +20,8 @@ from attnviz.output import get_renderer
 from attnviz.output.aggregate import DatasetAggregate
 from attnviz.output.base import Renderer, write_run_files
 from attnviz.output.check import CheckResult, Threshold, check_summary, recorded_check
-from attnviz.output.folder import claim_folder, spool_file
+from attnviz.output.folder import claim_folder
+from attnviz.output.journal import open_journal
 from attnviz.output.schema import read_summary
 from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
 from attnviz.types import Example, Needs, SkippedRecord
@@ -41,9 +42,12 @@ def render_reports(
     """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
 
     The folder is locked for the run, and refused when it holds an earlier run's files (unless
-    ``options.overwrite``), before the model loads. Each example's files are written as soon as it is
-    processed; index and summary are written at the end, also when anything stops the run (bad input, an
-    error, Ctrl-C): then with ``status: "failed"`` and the reason, before the error is raised again.
+    ``options.overwrite``, or ``options.resume`` and that run's journal), before the model loads. Each example's
+    files are written as soon as it is processed, each file atomically, and then its entry is journalled; index
+    and summary are written at the end, also when anything stops the run (bad input, an error, Ctrl-C): then with
+    ``status: "failed"`` and the reason, before the error is raised again. ``options.resume`` continues after the
+    last journalled example of a run that was stopped in any way (kill -9 included), and the files it ends with
+    equal an uninterrupted run's, timing aside (see :mod:`attnviz.output.journal`).
 
     Args:
         inputs: texts, file paths or ``-`` for stdin.
@@ -61,7 +65,8 @@ def render_reports(
 
     Raises:
         UnknownNameError: an unknown method or format (exit 2).
-        UsageError: ``out_dir`` holds an earlier run and ``options.overwrite`` is not set (exit 2).
+        UsageError: ``out_dir`` holds an earlier run and ``options.overwrite`` is not set; or a resume whose options
+            or inputs differ from the interrupted run's (exit 2).
         InputError: bad input (exit 3), after writing what was done.
         ModelError: the model could not be loaded or gives no attention (exit 4).
         OutputError: the output folder cannot be written, or another run is writing it (exit 5).
@@ -70,8 +75,11 @@ def render_reports(
     methods = expand_methods(options.methods)
     names = [*options.formats, "tensors"] if options.save_tensors else options.formats
     renderers = [get_renderer(name) for name in dict.fromkeys(names)]  # each once, however often asked for
-    # Locked and checked before the model loads (minutes, for a large one); the spool goes however the run ends.
-    with claim_folder(options.out_dir, options.overwrite) as out, spool_file(out) as spool:
+    # Locked and checked before the model loads (minutes, for a large one).
+    with (
+        claim_folder(options.out_dir, options.overwrite, options.resume) as out,
+        open_journal(out, resume_key(inputs, options), options.resume) as journal,
+    ):
         loaded = loaded or load_model(options.model)
         task = get_task(loaded.task)
         spec = InputSpec(
@@ -92,18 +100,21 @@ def render_reports(
             "records": records,
         }
         aggregate = DatasetAggregate()
+        for entry in journal.done:  # finished by the interrupted run this one resumes
+            aggregate.add(entry)
         skipped: list[SkippedRecord] = []
         status, error = "complete", None
         try:
-            with spool.open("w", encoding="utf-8") as spooled:
-                for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
-                    for report in explainer.reports(batch):
-                        _write_example(renderers, report, out, run, options)
-                        entry = example_summary(report)
-                        spooled.write(json.dumps(entry, ensure_ascii=False, allow_nan=False) + "\n")
-                        aggregate.add(entry)
-                    if on_progress is not None:
-                        on_progress(aggregate.count)
+            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
+                finished = {example.id for example in batch if journal.is_done(example.id)}
+                for report in explainer.reports(batch, skip=finished):
+                    _write_example(renderers, report, out, run, options)
+                    entry = example_summary(report)
+                    journal.record(entry)
+                    aggregate.add(entry)
+                if on_progress is not None:
+                    on_progress(aggregate.count)
+            journal.check_all_seen()
             # An input with nothing in it is a mistake a CI job must hear about (a shard may be empty on its own).
             if (
                 not aggregate.count
@@ -129,11 +140,23 @@ def render_reports(
                     "faithfulness_seconds": round(explainer.recheck_seconds, 3),
                 },
             )
+            journal.close()
             document = RunDocument(
-                header=header, spool=spool, rows=aggregate.rows, check=recorded_check(header, thresholds)
+                header=header, spool=journal.spool, rows=aggregate.rows, check=recorded_check(header, thresholds)
             )
             write_run_files(renderers, document, out)
-        return document.as_dict() if keep_examples else {**header, "examples": aggregate.rows}
+        result = document.as_dict() if keep_examples else {**header, "examples": aggregate.rows}
+        journal.complete()
+        return result
+
+
+def resume_key(inputs: Sequence[str], options: RenderOptions) -> dict[str, Any]:
+    """What a resumed run must share with the run it continues: the inputs and every option that shapes the
+    report (not where it goes, nor how the folder is claimed)."""
+    fields = dataclasses.asdict(options)
+    for name in ("out_dir", "overwrite", "resume"):
+        del fields[name]
+    return json.loads(json.dumps({"inputs": list(inputs), **fields}, default=str))
 
 
 def _failure(err: BaseException) -> str:
@@ -306,8 +329,13 @@ class _Explainer:
         self.measured: frozenset[int] | None = None  # input positions that get trust checks (None: every one)
         self.model_seconds = self.recheck_seconds = 0.0
 
-    def reports(self, batch: Sequence[Example]) -> Iterator[ExampleReport]:
-        """One forward (and backward) pass for the batch, then each example's analyses."""
+    def reports(self, batch: Sequence[Example], skip: Collection[str] = ()) -> Iterator[ExampleReport]:
+        """One forward (and backward) pass for the batch, then the analyses of each example whose id is not in
+        ``skip``; a batch with nothing left to analyse costs nothing. The batch is captured whole however much
+        of it is skipped: padding changes floating-point sums, and a resumed run must give an uninterrupted one's
+        numbers."""
+        if all(example.id in skip for example in batch):
+            return
         tick = time.perf_counter()
         captures = capture_batch(
             self.loaded,
@@ -319,6 +347,8 @@ class _Explainer:
         )
         self.model_seconds += time.perf_counter() - tick
         for capture in captures:
+            if capture.example.id in skip:
+                continue
             sampled_out = self.measured is not None and capture.example.index not in self.measured
             rerun = self.needs.model_reruns and not sampled_out
             predictor = self.task.predictor(self.loaded, capture) if rerun else None

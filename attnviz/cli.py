@@ -305,6 +305,14 @@ def render(
     maximum: MaxOpt = None,
     single_file: SingleFileOpt = None,
     overwrite: OverwriteOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted run in --out after its last complete example (same inputs and options; "
+            "a difference is refused and named). Without a run there, starts one.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -355,6 +363,7 @@ def render(
             allow_empty=allow_empty,
             literal_text=literal_text,
             overwrite=overwrite,
+            resume=resume,
         )
         # The bundle is made of the HTML pages: refused now rather than after the run.
         if single_file is not None and "html" not in options.formats:

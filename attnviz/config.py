@@ -178,6 +178,7 @@ class RenderOptions:
         literal_text: every input argument is a literal text (``--text``), never stdin or a file.
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
         overwrite: remove the files of an earlier run from ``out_dir`` (only attnviz's own) instead of refusing it.
+        resume: continue the interrupted run in ``out_dir`` after its last complete example (same options only).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -203,9 +204,12 @@ class RenderOptions:
     allow_empty: bool = False
     literal_text: bool = False
     overwrite: bool = False
+    resume: bool = False
 
     def __post_init__(self) -> None:
         """Every check that needs no model, so that options which cannot work are refused before it loads."""
+        if self.overwrite and self.resume:
+            raise UsageError("--overwrite starts the run in the folder anew and --resume continues it: pass one")
         if self.trust_sample < 0:
             raise UsageError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
         _check_png_layers(self.png_layers, str(self.png_layers))

@@ -136,7 +136,7 @@ def test_without_flock_the_lock_is_the_lock_file(tmp_path: Path, monkeypatch: py
         pass
 
 
-def test_an_error_midway_marks_the_summary_failed_and_leaves_no_spool(
+def test_an_error_midway_marks_the_summary_failed_and_resume_finishes_it(
     tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from attnviz import api
@@ -156,6 +156,13 @@ def test_an_error_midway_marks_the_summary_failed_and_leaves_no_spool(
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["status"] == "failed" and summary["error"] == "unexpected RuntimeError: the device fell over"
     assert [e["id"] for e in summary["examples"]] == ["text-1"] and (out / summary["examples"][0]["page"]).is_file()
+    # The journal stays for --resume (and only it: no lock, no temporary file).
+    assert [name.startswith(".examples-") for name in leftovers(out)] == [True]
+    monkeypatch.setattr(api, "capture_batch", real)
+    resumed = render("one", "two", "three", "--model", model, *QUICK, "--batch-size", "1", "--out", str(out), "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "complete" and [e["id"] for e in summary["examples"]] == ["text-1", "text-2", "text-3"]
     assert leftovers(out) == []
 
 
@@ -178,4 +185,4 @@ def test_ctrl_c_exits_130_marking_the_summary_interrupted_and_keeping_the_pages(
     assert summary["status"] == "failed" and summary["error"] == "interrupted"
     assert [e["id"] for e in summary["examples"]] == ["text-1", "text-2"]
     assert all((out / e["page"]).is_file() for e in summary["examples"]) and (out / "index.html").is_file()
-    assert leftovers(out) == []
+    assert [name.startswith(".examples-") for name in leftovers(out)] == [True]  # the journal, for --resume

@@ -18,24 +18,26 @@ except ImportError:  # Windows: the lock is the lock file's existence instead (s
 
 #: Held by the run writing the folder (it holds that run's process id); removed when the run ends.
 LOCK_NAME = ".attnviz.lock"
-#: Example entries of a run in progress, one JSON line each (a unique name per run; removed when it ends).
-SPOOL_PREFIX, SPOOL_SUFFIX = ".examples", ".jsonl"
+#: The run's options and spool, for ``--resume`` (see ``attnviz.output.journal``).
+STATE_NAME = ".attnviz-run.json"
+#: Example entries of a run in progress, one JSON line each (a unique name per run; removed when it completes).
+SPOOL_PREFIX, SPOOL_SUFFIX = ".examples-", ".jsonl"
 _RUN_FILES = ("index.html", "summary.json", "summary.md")
-#: What attnviz writes into a report folder, as glob patterns; ``overwrite`` removes these and nothing else.
-OWN_FILES = (
-    *_RUN_FILES,
-    *(f".{name}.*.tmp" for name in _RUN_FILES),  # left by a write killed before it could clean up (see replacing)
-    f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}",
-    "examples/*.html",
-    "examples/.*.html.*.tmp",
-    "examples/*.npz",
-    "examples/*/*.png",
-    "dataset/*.png",
+#: Temporary files of writes killed before they could clean up (see ``replacing``): never part of a report.
+TEMP_FILES = (
+    *(f".{name}.*.tmp" for name in (*_RUN_FILES, STATE_NAME)),
+    "examples/.*.tmp",
+    "examples/*/.*.tmp",
+    "dataset/.*.tmp",
 )
+#: A report's files, and the journal's state file, as glob patterns.
+REPORT_FILES = (*_RUN_FILES, STATE_NAME, "examples/*.html", "examples/*.npz", "examples/*/*.png", "dataset/*.png")
+#: What attnviz writes into a report folder; ``overwrite`` removes these and nothing else.
+OWN_FILES = (*REPORT_FILES, *TEMP_FILES, f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")
 
 
 @contextmanager
-def claim_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def claim_folder(out: Path, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
     """Create ``out`` and lock it for the body's run; it must not hold another run's files.
 
     The lock is taken before the folder is looked at, so a locked folder is never cleared. It is an advisory
@@ -45,12 +47,15 @@ def claim_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
         out: the report folder.
         overwrite: remove the files an earlier run wrote there (see ``OWN_FILES``) instead of refusing it;
             any other file in the folder is kept.
+        resume: keep the files of the run journalled there (see ``attnviz.output.journal``), removing only
+            temporary files; a folder with a report but no journal is refused as without it.
 
     Yields:
         ``out``, with its ``examples/`` folder.
 
     Raises:
-        UsageError: ``out`` holds an earlier run's files and ``overwrite`` is False (exit 2).
+        UsageError: ``out`` holds an earlier run's files, and neither ``overwrite`` nor ``resume`` with a journal
+            (exit 2).
         OutputError: another run holds the lock, or the folder cannot be created or cleared (exit 5).
     """
     try:
@@ -59,16 +64,21 @@ def claim_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
     except OSError as err:
         raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
     try:
-        _make_ready(out, overwrite)
+        _make_ready(out, overwrite, resume)
         yield out
     finally:
         _release(out, lock)
 
 
+def new_spool(out: Path) -> Path:
+    """A new, empty, uniquely named spool file in ``out``."""
+    return _new_file(out, SPOOL_PREFIX, SPOOL_SUFFIX)
+
+
 @contextmanager
 def spool_file(out: Path) -> Iterator[Path]:
-    """A new, uniquely named spool file in ``out``, removed when the body ends however it ends."""
-    path = _new_file(out, SPOOL_PREFIX + "-", SPOOL_SUFFIX)
+    """A new spool file in ``out`` (see :func:`new_spool`), removed when the body ends however it ends."""
+    path = new_spool(out)
     try:
         yield path
     finally:
@@ -100,13 +110,20 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
         return path
 
 
-def _make_ready(out: Path, overwrite: bool) -> None:
+def _make_ready(out: Path, overwrite: bool, resume: bool) -> None:
     try:
-        if next(_own_files(out), None) is not None:
+        if resume and (out / STATE_NAME).is_file():
+            _remove(_matching(out, TEMP_FILES))
+        elif resume and next(_matching(out, REPORT_FILES), None) is None:
+            _clear(out)  # at most what a run killed before its journal existed leaves: nothing to resume
+        elif next(_matching(out, OWN_FILES), None) is not None:
             if not overwrite:
                 raise UsageError(
-                    f"output folder '{out}' holds the report of an earlier run; pass --overwrite to replace it "
-                    "(only attnviz's own files are removed) or choose another --out"
+                    f"output folder '{out}' holds the report of an earlier run"
+                    + (" that has no run journal to resume (merge and compare write none)" if resume else "")
+                    + "; pass --overwrite to replace it (only attnviz's own files are removed)"
+                    + ("" if resume else ", --resume to continue it if it was interrupted,")
+                    + " or choose another --out"
                 )
             _clear(out)
         (out / "examples").mkdir(exist_ok=True)
@@ -114,9 +131,9 @@ def _make_ready(out: Path, overwrite: bool) -> None:
         raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}") from None
 
 
-def _own_files(out: Path) -> Iterator[Path]:
-    """attnviz's files in ``out``, found lazily (the first answers whether the folder holds a run)."""
-    for pattern in OWN_FILES:
+def _matching(out: Path, patterns: tuple[str, ...]) -> Iterator[Path]:
+    """Files in ``out`` matching ``patterns``, found lazily (the first answers whether the folder holds a run)."""
+    for pattern in patterns:
         for path in out.glob(pattern):
             if path.is_file():
                 yield path
@@ -124,11 +141,15 @@ def _own_files(out: Path) -> Iterator[Path]:
 
 def _clear(out: Path) -> None:
     """Remove attnviz's files from ``out``, then its folders that are left empty (a user's files stay)."""
-    for path in list(_own_files(out)):
-        path.unlink()
+    _remove(_matching(out, OWN_FILES))
     for folder in [*(out / "examples").glob("*"), out / "examples", out / "dataset"]:
         with suppress(OSError):  # a file, missing, or a folder that holds a file attnviz did not write
             folder.rmdir()
+
+
+def _remove(paths: Iterator[Path]) -> None:
+    for path in list(paths):
+        path.unlink(missing_ok=True)
 
 
 def _acquire(out: Path) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.base import register_renderer
+from attnviz.output.folder import replacing
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, Needs
 
@@ -47,9 +48,9 @@ class TensorRenderer:
         for name, seq in capture.sequences.items():
             arrays[f"tokens_{name}"] = np.array(seq.tokens, dtype=str)
             arrays[f"special_{name}"] = seq.special_mask
-        path = out / "examples" / f"{report.page}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, **arrays)
+        # An open file, not a path: numpy would add ".npz" to the temporary file's name.
+        with replacing(out / "examples" / f"{report.page}.npz") as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, **arrays)
 
     def write_run(self, summary: RunDocument, out: Path) -> None:
         """Tensors are per example only."""

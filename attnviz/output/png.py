@@ -25,6 +25,7 @@ from attnviz.config import DEFAULT_PNG_LAYERS, PngLayers
 from attnviz.errors import UsageError
 from attnviz.output.base import DRAWN_VIEWS, display_label, drawable, example_dir, register_renderer
 from attnviz.output.colors import normalize, rgb, text_colour
+from attnviz.output.folder import replacing
 from attnviz.output.summary import RunDocument
 from attnviz.types import FULL, HEAD_MEAN, AttentionViews, TokenSeq
 
@@ -413,9 +414,9 @@ def draw_example(
 
 
 def write_figures(figures: dict[str, bytes], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     for name, data in figures.items():
-        (folder / name).write_bytes(data)
+        with replacing(folder / name) as tmp:
+            tmp.write_bytes(data)
 
 
 class PngRenderer:
