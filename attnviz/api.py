@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
-from attnviz.inputs import InputSpec, count_records, existing_file, read_inputs
+from attnviz.inputs import InputSpec, count_records, input_path, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.tasks import get_task
@@ -54,7 +54,7 @@ def render_reports(
         options: the run's options.
         stdin: byte stream to read ``-`` from (default: the process's stdin).
         loaded: an already loaded model (skips loading; used by tests and ``compare``).
-        on_progress: called with the number of examples finished after each batch.
+        on_progress: called with the number of examples finished after each example.
         keep_examples: return every example entry (as in summary.json); False returns the short index
             rows instead, so memory stays flat for large runs.
         thresholds: ``--min``/``--max`` bounds whose outcome summary.md records (the caller checks them on the
@@ -90,7 +90,7 @@ def render_reports(
             literal=options.literal_text,
         )
         explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
-        records = count_records(inputs, options.literal_text) if options.trust_sample else None
+        records = count_records(inputs, options.literal_text, options.dataset) if options.trust_sample else None
         explainer.measured = trust_sample(records, options.trust_sample, options.seed)
         run = run_info(loaded, options, methods, explainer.max_length, inputs)
         # Whether the trust checks ran on a sample, of how many records (pages and summary.md say so).
@@ -105,14 +105,17 @@ def render_reports(
         skipped: list[SkippedRecord] = []
         status, error = "complete", None
         try:
-            for batch in _batches(read_inputs(inputs, spec, stdin), options.batch_size, skipped, options.shard):
+            items = read_inputs(inputs, spec, stdin, options.dataset)
+            for batch in _batches(items, options.batch_size, skipped, options.shard):
                 finished = {example.id for example in batch if journal.is_done(example.id)}
                 for report in explainer.reports(batch, skip=finished):
                     _write_example(renderers, report, out, run, options)
                     entry = example_summary(report)
                     journal.record(entry)
                     aggregate.add(entry)
-                if on_progress is not None:
+                    if on_progress is not None:
+                        on_progress(aggregate.count)
+                if on_progress is not None and finished:  # a batch the resumed run had finished
                     on_progress(aggregate.count)
             journal.check_all_seen()
             # An input with nothing in it is a mistake a CI job must hear about (a shard may be empty on its own).
@@ -120,9 +123,10 @@ def render_reports(
                 not aggregate.count
                 and not skipped
                 and not options.allow_empty
-                and count_records(inputs, options.literal_text) in (0, None)
+                and count_records(inputs, options.literal_text, options.dataset) in (0, None)
             ):
-                raise InputError(", ".join(inputs), "has no examples (pass --allow-empty if that is expected)")
+                named = [*inputs, *([f"--dataset {options.dataset.describe()}"] if options.dataset else [])]
+                raise InputError(", ".join(named), "has no examples (pass --allow-empty if that is expected)")
         except BaseException as err:  # Ctrl-C and bugs too: a summary must never say "complete" for a cut run
             status, error = "failed", _failure(err)
             raise
@@ -159,6 +163,18 @@ def resume_key(inputs: Sequence[str], options: RenderOptions) -> dict[str, Any]:
     return json.loads(json.dumps({"inputs": list(inputs), **fields}, default=str))
 
 
+def expected_examples(inputs: Sequence[str], options: RenderOptions, shard: bool = True) -> int | None:
+    """How many examples the run will render, for progress: the input's records (see ``count_records``), or the
+    share of them that ``options.shard`` deals to this run (``shard``); None when stdin is among the inputs."""
+    records = count_records(inputs, options.literal_text, options.dataset)
+    if records is None or not shard:
+        return records
+    index, count = options.shard
+    full, rest = divmod(records, options.batch_size)
+    sizes = [options.batch_size] * full + ([rest] if rest else [])
+    return sum(sizes[index::count])
+
+
 def _failure(err: BaseException) -> str:
     """What summary.json's ``error`` says about the exception that ended a run."""
     if isinstance(err, KeyboardInterrupt):
@@ -188,8 +204,9 @@ def run_info(
         "attnviz_version": found["attnviz"],
         "versions": found,
         "inputs": [
-            "<text>" if options.literal_text or (arg != "-" and existing_file(arg) is None) else arg for arg in inputs
-        ],
+            "<text>" if options.literal_text or (arg != "-" and input_path(arg) is None) else arg for arg in inputs
+        ]
+        + ([f"--dataset {options.dataset.describe()}"] if options.dataset else []),
         "options": {
             "max_length": max_length,
             "batch_size": options.batch_size,

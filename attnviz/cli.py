@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
@@ -14,12 +16,16 @@ from rich.console import Console
 from attnviz.config import (
     DEFAULT_FORMATS,
     DEFAULT_IG_STEPS,
+    DEFAULT_PRESET,
     DEFAULT_RANDOM_ORDERS,
     DEFAULT_TRUST_SAMPLE,
     IG_FIRST_STEPS,
+    LITERAL_PRESET,
+    PRESETS,
     SHOW_METHODS,
 )
 from attnviz.errors import AttnvizError, ExitStatus, UsageError
+from attnviz.inputs import DEFAULT_SPLIT, list_readers
 from attnviz.output.terminal import visible
 
 if TYPE_CHECKING:
@@ -49,6 +55,7 @@ logging.getLogger("attnviz").addHandler(_WarningsToStderr(logging.WARNING))
 logging.getLogger("attnviz").propagate = False
 
 T = TypeVar("T")
+MAX_PAGES_NAMED = 5  # a render of literal texts prints the paths of this many example pages
 
 
 def _say(console: Console, text: str) -> None:
@@ -98,11 +105,12 @@ def _shard(value: str) -> tuple[int, int]:
 
 
 def _names(kind: str) -> str:
+    """The registered names of a kind; tasks from their torch-free list, so ``list`` never imports torch."""
     from attnviz.analysis import list_analyses
-    from attnviz.model.tasks import list_tasks
+    from attnviz.config import TASK_NAMES
     from attnviz.output import list_renderers
 
-    return ", ".join({"method": list_analyses, "format": list_renderers, "task": list_tasks}[kind]())
+    return ", ".join({"method": list_analyses, "format": list_renderers, "task": lambda: TASK_NAMES}[kind]())
 
 
 ModelOpt = Annotated[
@@ -212,11 +220,15 @@ def _model_options(
 @app.command()
 def render(
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
-            help="Texts, .txt files (one example a line), .jsonl files, or - for stdin.", show_default=False
+            metavar="INPUTS",
+            help="Texts, - for stdin, or files and folders, read by suffix or kind: "
+            f"{', '.join(list_readers())} (.txt one example a line, .jsonl, .csv, .tsv, .parquet, a datasets "
+            "save_to_disk folder).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     model: ModelOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = "auto",
@@ -230,17 +242,27 @@ def render(
         typer.Option(help="Truncate inputs to this many tokens (default: the model's limit, at most 512).", min=2),
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Examples per forward pass.", min=1)] = 8,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Methods and formats by name: {', '.join(PRESETS)} (see 'attnviz list'). Default: {DEFAULT_PRESET}; "
+            f"{LITERAL_PRESET} when the inputs are literal texts alone and neither --method nor --format is given.",
+            show_default=False,
+        ),
+    ] = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
             "--method",
-            help="Analyses, repeated or comma-separated ('all': every one). Default: see 'attnviz list'.",
+            help="Analyses, repeated or comma-separated ('all': every one). Default: the preset's.",
         ),
     ] = None,
     fmt: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", help=f"Outputs to write (repeat or comma-separate). Default: {', '.join(DEFAULT_FORMATS)}."
+            "--format",
+            help=f"Outputs to write (repeat or comma-separate). Default: the preset's ({DEFAULT_PRESET}: "
+            f"{', '.join(DEFAULT_FORMATS)}).",
         ),
     ] = None,
     on_error: Annotated[
@@ -252,7 +274,26 @@ def render(
     word_merge: Annotated[str, typer.Option(help="How sub-word scores merge into words: sum, mean or max.")] = "sum",
     field: Annotated[
         list[str] | None,
-        typer.Option("--field", help="Map a JSONL column to a field: NAME=COLUMN (e.g. text=review)."),
+        typer.Option(
+            "--field", help="Map a JSONL, CSV, Parquet or dataset column to a field: NAME=COLUMN (e.g. text=review)."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Also read a dataset, streamed through datasets.load_dataset (pip install 'attnviz\\[data]'): a Hub "
+            "name, a local folder of data files, or a folder of splits written by save_to_disk.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="The --dataset split, sliced by row or not: test, test\\[:500], train\\[100:200].")
+    ] = DEFAULT_SPLIT,
+    dataset_config: Annotated[
+        str | None,
+        typer.Option(
+            help="The --dataset configuration, for datasets with several (sst2 of nyu-mll/glue).", show_default=False
+        ),
     ] = None,
     shard: Annotated[str, typer.Option(help="Process only slice i of N of the input (i/N, 0-based).")] = "0/1",
     max_new_tokens: Annotated[
@@ -313,19 +354,30 @@ def render(
             "a difference is refused and named). Without a run there, starts one.",
         ),
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary table.")] = False,
+    keep_shards: Annotated[
+        bool,
+        typer.Option(
+            "--keep-shards",
+            help="Under torchrun, accelerate launch or srun: keep each rank's report in --out/.ranks after merging "
+            "them (without a launcher there are none).",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress (bar or log lines) and no summary table.")
+    ] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Render attention reports (HTML, PNG, summary.json, summary.md) for texts or JSONL files."""
+    """Render attention reports (HTML, PNG, summary.json, summary.md) for texts, files or a dataset.
+
+    Under torchrun, accelerate launch or srun, each rank renders its shard and rank 0 merges them into --out.
+    """
     from attnviz.config import (
-        DEFAULT_FORMATS,
-        DEFAULT_METHODS,
         DEFAULT_PNG_LAYERS,
         GenerationOptions,
         RenderOptions,
         parse_png_layers,
     )
-    from attnviz.inputs import parse_field_map
+    from attnviz.inputs import DatasetSource, only_texts, parse_field_map
 
     _choice(on_error, ("stop", "skip"), "--on-error")
     _choice(erasure, ("delete", "mask"), "--erasure")
@@ -335,8 +387,26 @@ def render(
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--png-layers") from None
 
+    inputs = inputs or []
+    if dataset is None and (split != DEFAULT_SPLIT or dataset_config is not None):
+        raise typer.BadParameter(
+            "needs --dataset", param_hint="--split" if dataset_config is None else "--dataset-config"
+        )
+    if not inputs and dataset is None:
+        raise typer.BadParameter("none given: pass texts, files or - (stdin), or --dataset NAME", param_hint="INPUTS")
+    try:
+        source = None if dataset is None else DatasetSource(dataset, split, dataset_config)
+    except UsageError as err:
+        raise typer.BadParameter(str(err)) from None  # the message names the option
+    texts_alone = source is None and only_texts(inputs, literal_text)
+    if preset is not None:
+        _choice(preset, tuple(PRESETS), "--preset")
+    first_look = preset is None and texts_alone and not method and not fmt
+    chosen = PRESETS[preset or (LITERAL_PRESET if first_look else DEFAULT_PRESET)]
+
     def call() -> Any:
-        from attnviz.api import render_reports
+        from attnviz.api import expected_examples, render_reports
+        from attnviz.model.distributed import detect_launch
         from attnviz.output.terminal import print_summary, progress_bar
 
         thresholds = _thresholds(minimum, maximum)
@@ -345,8 +415,8 @@ def render(
             out_dir=out,
             max_length=max_length,
             batch_size=batch_size,
-            methods=_split(method) or DEFAULT_METHODS,
-            formats=_split(fmt) or DEFAULT_FORMATS,
+            methods=_split(method) or chosen.methods,
+            formats=_split(fmt) or chosen.formats,
             on_error=on_error,  # type: ignore[arg-type]
             save_tensors=save_tensors,
             word_merge=word_merge,  # type: ignore[arg-type]
@@ -362,23 +432,47 @@ def render(
             trust_sample=trust_sample,
             allow_empty=allow_empty,
             literal_text=literal_text,
+            dataset=source,
             overwrite=overwrite,
             resume=resume,
         )
         # The bundle is made of the HTML pages: refused now rather than after the run.
         if single_file is not None and "html" not in options.formats:
             raise UsageError("--single-file bundles the HTML pages: add html to --format, or drop --single-file")
-        with progress_bar(err_console, "rendering") as on_progress:
-            summary = render_reports(
-                inputs,
-                options,
-                stdin=sys.stdin.buffer,
-                on_progress=on_progress,
-                keep_examples=False,
-                thresholds=thresholds,
-            )
+        launch = detect_launch(os.environ)
+        if launch is not None:  # torchrun, accelerate launch or srun: one rank of several
+            from attnviz.launch import render_launched
+
+            total = expected_examples(inputs, options, shard=False)  # rank 0 counts every rank's examples
+            bar = progress_bar(err_console, "rendering", total, quiet) if launch.rank == 0 else nullcontext(None)
+            with bar as on_progress:
+                summary = render_launched(
+                    inputs, options, launch, keep_shards=keep_shards, on_progress=on_progress, thresholds=thresholds
+                )
+            if summary is None:  # not rank 0: rank 0 reports the merged run
+                return None
+        else:
+            total = expected_examples(inputs, options)
+            with progress_bar(err_console, "rendering", total, quiet) as on_progress:
+                summary = render_reports(
+                    inputs,
+                    options,
+                    stdin=sys.stdin.buffer,
+                    on_progress=on_progress,
+                    keep_examples=False,
+                    thresholds=thresholds,
+                )
         if not quiet:
             print_summary(out_console, summary, str(out))
+        if texts_alone and "html" in options.formats and not quiet:
+            for row in summary["examples"][:MAX_PAGES_NAMED]:
+                _say(out_console, f"page: {out / row['page']}")
+        if first_look and not quiet:
+            _say(
+                out_console,
+                f"preset {LITERAL_PRESET} ({', '.join(chosen.methods)}; no trust checks): add --preset "
+                f"{DEFAULT_PRESET} for the trust panel (faithfulness and gradient agreement), or see 'attnviz list'",
+            )
         _finish(out, summary, thresholds, single_file)
         return summary
 
@@ -538,13 +632,20 @@ def merge(
 
 @app.command("list")
 def list_names() -> None:
-    """List the registered tasks, methods and output formats."""
-    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS
+    """List the registered tasks, methods, output formats and presets (without loading torch)."""
+    from attnviz.config import DEFAULT_FORMATS, DEFAULT_METHODS, DEFAULT_PRESET, LITERAL_PRESET, PRESETS
 
     for kind in ("task", "method", "format"):
         _say(out_console, f"{kind}s: {_names(kind)}")
     _say(out_console, f"default methods: {', '.join(DEFAULT_METHODS)}")
     _say(out_console, f"default formats: {', '.join(DEFAULT_FORMATS)}")
+    _say(out_console, f"presets (--preset; default {DEFAULT_PRESET}, {LITERAL_PRESET} for literal texts alone):")
+    for name, preset in PRESETS.items():
+        _say(
+            out_console,
+            f"  {name}: {preset.purpose}; methods {', '.join(preset.methods)}; formats {', '.join(preset.formats)}; "
+            f"about {preset.cost:g}x a forward pass per example",
+        )
 
 
 def main() -> None:

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 from attnviz.errors import UsageError
-from attnviz.inputs import OnError
+from attnviz.inputs import DatasetSource, OnError
 
+# The task adapters (attnviz.model.tasks registers one for each), in detection order: the most specific model heads
+# first, plain encoders last. Named here, away from torch, so that `attnviz list` answers without importing it.
+TASK_NAMES = ("classify", "qa", "seq2seq", "lm", "encode")
 DEFAULT_METHODS = (
     "attention",
     "rollout",
@@ -20,6 +23,35 @@ DEFAULT_METHODS = (
     "plausibility",
 )
 DEFAULT_FORMATS = ("html", "png", "json", "markdown")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of methods and formats (``--preset``); ``--method`` and ``--format`` override its parts.
+
+    Attributes:
+        methods: analysis names (``all``: every registered one).
+        formats: renderer names.
+        purpose: what it is for, as ``attnviz list`` and ``--help`` say.
+        cost: seconds per example over a bare batched forward pass of the same examples, measured by
+            ``benchmarks/bench_presets.py`` (demo model, the 24 sample reviews, 2-core CPU; see its README).
+    """
+
+    methods: tuple[str, ...]
+    formats: tuple[str, ...]
+    purpose: str
+    cost: float
+
+
+PRESETS = {
+    "quick": Preset(("attention", "rollout", "heads"), ("html",), "a first look: no model re-runs, no PNG", 3.2),
+    "review": Preset(DEFAULT_METHODS, DEFAULT_FORMATS, "the default: trust checks on every example", 121),
+    "full": Preset(("all",), DEFAULT_FORMATS, "everything, attention flow included", 671),
+}
+DEFAULT_PRESET = "review"
+# A render of literal texts alone, with no --preset, --method or --format: someone trying a sentence, who wants
+# the page in seconds (the page path is printed, with how to get the trust panel).
+LITERAL_PRESET = "quick"
 # `attnviz show` prints to a terminal: the methods that need no re-run of the model, so it answers at once.
 SHOW_METHODS = ("attention", "rollout", "relevancy", "heads")
 # Integrated Gradients runs IG_FIRST_STEPS Gauss-Legendre steps, then doubles them (up to --ig-steps, default
@@ -176,6 +208,7 @@ class RenderOptions:
             (0: on every example).
         allow_empty: an input without examples completes instead of failing.
         literal_text: every input argument is a literal text (``--text``), never stdin or a file.
+        dataset: a dataset read after the input arguments (``--dataset``, ``--split``, ``--dataset-config``).
         png_layers: layers whose head grid is written as PNG: ``last`` (default), ``all``, or 1-based numbers.
         overwrite: remove the files of an earlier run from ``out_dir`` (only attnviz's own) instead of refusing it.
         resume: continue the interrupted run in ``out_dir`` after its last complete example (same options only).
@@ -203,6 +236,7 @@ class RenderOptions:
     trust_sample: int = DEFAULT_TRUST_SAMPLE
     allow_empty: bool = False
     literal_text: bool = False
+    dataset: DatasetSource | None = None
     overwrite: bool = False
     resume: bool = False
 

@@ -159,7 +159,9 @@ def test_an_error_midway_marks_the_summary_failed_and_resume_finishes_it(
     # The journal stays for --resume (and only it: no lock, no temporary file).
     assert [name.startswith(".examples-") for name in leftovers(out)] == [True]
     monkeypatch.setattr(api, "capture_batch", real)
-    resumed = render("one", "two", "three", "--model", model, *QUICK, "--batch-size", "1", "--out", str(out), "--resume")
+    resumed = render(
+        "one", "two", "three", "--model", model, *QUICK, "--batch-size", "1", "--out", str(out), "--resume"
+    )
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["status"] == "complete" and [e["id"] for e in summary["examples"]] == ["text-1", "text-2", "text-3"]

@@ -8,7 +8,15 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from attnviz.cli import app
-from attnviz.config import DEFAULT_FORMATS, DEFAULT_IG_STEPS, DEFAULT_METHODS, DEFAULT_PNG_LAYERS, DEFAULT_TRUST_SAMPLE
+from attnviz.config import (
+    DEFAULT_FORMATS,
+    DEFAULT_IG_STEPS,
+    DEFAULT_METHODS,
+    DEFAULT_PNG_LAYERS,
+    DEFAULT_PRESET,
+    DEFAULT_TRUST_SAMPLE,
+    PRESETS,
+)
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -29,4 +37,6 @@ def test_readme_defaults_match_the_code() -> None:
 
 def test_help_states_the_code_defaults() -> None:
     help_text = _flat(CliRunner().invoke(app, ["render", "--help"], terminal_width=400).output)
-    assert f"Default: {', '.join(DEFAULT_FORMATS)}." in help_text
+    assert f"Default: the preset's ({DEFAULT_PRESET}: {', '.join(DEFAULT_FORMATS)})." in help_text
+    assert f"{', '.join(PRESETS)} (see 'attnviz list'). Default: {DEFAULT_PRESET};" in help_text
+    assert PRESETS[DEFAULT_PRESET].formats == DEFAULT_FORMATS and PRESETS[DEFAULT_PRESET].methods == DEFAULT_METHODS

@@ -6,17 +6,30 @@ through :func:`visible` before it reaches the terminal, and into ``Text`` object
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 MAX_ROWS = 20
+# Without a terminal, progress is a log line each time this share of the total is done (or every
+# LOG_EVERY_UNKNOWN examples when the total is unknown, reading stdin).
+LOG_EVERY = 0.1
+LOG_EVERY_UNKNOWN = 50
 # C0 controls but newline and tab (ESC starts OSC title, clipboard and link sequences and screen clears), DEL,
 # C1 controls (0x9b is a one-byte CSI) and the bidirectional overrides that reorder what a line seems to say.
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -28,15 +41,57 @@ def visible(text: object) -> str:
 
 
 @contextmanager
-def progress_bar(console: Console, label: str) -> Iterator[Callable[[int], None]]:
-    """Yield a callback taking the number of examples done; silent when stderr is not a terminal."""
-    if not console.is_terminal:
+def progress_bar(
+    console: Console, label: str, total: int | None = None, quiet: bool = False
+) -> Iterator[Callable[[int], None]]:
+    """Yield a callback taking the number of examples done (called after each example).
+
+    On a terminal: a bar with the total (when known), examples per second and the time left, which counts
+    everything a run does per example, trust checks included. Elsewhere (a CI log): a plain line every
+    ``LOG_EVERY`` of the total (every ``LOG_EVERY_UNKNOWN`` examples without one). ``quiet``: nothing.
+    """
+    if quiet:
         yield lambda done: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    if not console.is_terminal:
+        yield _log_lines(console, label, total)
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(label, total=None)
-        yield lambda done: progress.update(task, completed=done)
+        task = progress.add_task(label, total=total, rate="")
+        started = time.monotonic()
+
+        def update(done: int) -> None:
+            seconds = time.monotonic() - started
+            rate = f"{done / seconds:.2f} examples/s" if done and seconds > 0 else ""
+            progress.update(task, completed=done, rate=rate)
+
+        yield update
+
+
+def _log_lines(console: Console, label: str, total: int | None) -> Callable[[int], None]:
+    step = max(1, math.ceil(total * LOG_EVERY)) if total else LOG_EVERY_UNKNOWN
+    started, logged = time.monotonic(), [0]
+
+    def log(done: int) -> None:
+        if done - logged[0] < step and done != total:
+            return
+        logged[0] = done
+        seconds = time.monotonic() - started
+        rate = done / seconds if seconds > 0 else 0.0
+        parts = [f"{label}: {done}/{total if total is not None else '?'} examples", f"{rate:.2f} examples/s"]
+        if total and rate > 0 and done < total:
+            parts.append(f"about {(total - done) / rate:.0f} s left")
+        console.print(", ".join(parts), markup=False, highlight=False, soft_wrap=True)
+
+    return log
 
 
 def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> None:
@@ -47,14 +102,19 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
     run = summary["run"]
     table = Table(title=Text(visible(f"{run['model']} · {run['task']}")), title_justify="left")
     headline = summary["dataset"].get("headline_method") or "top"
-    for column in ("id", "prediction", "gold", f"{headline} words", "entropy"):
+    score_name = "confidence" if run.get("score_is_confidence") else "score"
+    for column in ("id", "prediction", score_name, "gold", f"{headline} words", "entropy"):
         table.add_column(Text(visible(column)), overflow="fold")
     for ex in summary["examples"][:MAX_ROWS]:
         top = ", ".join(w for w, _ in ex["top_words"])
         gold = ex["label"] if ex["label"] is not None else ""
+        prediction = ex["prediction"]
+        # Marked by a word as well as a colour, so that a log or a screen reader keeps it.
+        wrong = prediction["correct"] is False
         table.add_row(
             Text(visible(ex["id"])),
-            Text(visible(ex["prediction"]["text"])),
+            Text(("✗ " if wrong else "") + visible(prediction["text"]), style="red" if wrong else ""),
+            "" if prediction["score"] is None else f"{prediction['score']:.3f}",
             Text(visible(gold)),
             Text(visible(top)),
             "" if ex["mean_entropy"] is None else f"{ex['mean_entropy']:.2f}",
@@ -96,9 +156,10 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
             style="yellow",
             soft_wrap=True,
         )
-    console.print(
-        Text(visible(f"report: {out}/index.html · summary: {out}/summary.json"), style="bold"), soft_wrap=True
-    )
+    formats = run["options"].get("formats", ())
+    written = [f"report: {out}/index.html"] if "html" in formats else []
+    written += [f"summary: {out}/summary.json"] if "json" in formats else []
+    console.print(Text(visible(" · ".join(written) or f"report: {out}"), style="bold"), soft_wrap=True)
 
 
 def print_example(console: Console, report: Any) -> None:
@@ -109,6 +170,7 @@ def print_example(console: Console, report: Any) -> None:
     from attnviz.output.colors import hex_colour, normalize, text_colour
 
     capture = report.capture
+    shaded = console.is_terminal and console.color_system is not None
     console.print(Text.assemble(("prediction: ", "bold"), visible(capture.prediction.text)), soft_wrap=True)
     for label, p in sorted(capture.prediction.probabilities.items(), key=lambda kv: -kv[1]):
         console.print(Text(visible(f"  {label}: {p:.3f}")), soft_wrap=True)
@@ -119,7 +181,8 @@ def print_example(console: Console, report: Any) -> None:
         line = Text(f"{scores.label} ({scores.stage_labels[scores.default_stage]}): ", style="bold")
         for word, level in zip(seq.words, levels, strict=True):
             line.append(visible(word), style=f"{text_colour(level)} on {hex_colour(level)}")
-            line.append(" ")
+            # Piped to a file or a pager the shading is gone: the level (0-1, of this line's largest) says it.
+            line.append(" " if shaded else f"[{level:.2f}] ")
         console.print(line, soft_wrap=True)
     for message in report.messages:
         console.print(Text(visible(message), style="italic"), soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attnviz.config import TASK_NAMES
 from attnviz.model.tasks.base import TaskAdapter
 from attnviz.model.tasks.classify import ClassifyTask
 from attnviz.model.tasks.encode import EncodeTask
@@ -14,9 +15,13 @@ from attnviz.registry import Registry
 
 TASKS: Registry[TaskAdapter] = Registry("task")
 
-# Order matters for detection: the most specific heads first, plain encoders last.
-for _task in (ClassifyTask(), QuestionAnsweringTask(), Seq2SeqTask(), LanguageModelTask(), EncodeTask()):
-    TASKS.register(_task.name)(_task)
+_ADAPTERS: dict[str, TaskAdapter] = {
+    task.name: task
+    for task in (ClassifyTask(), QuestionAnsweringTask(), Seq2SeqTask(), LanguageModelTask(), EncodeTask())
+}
+assert set(_ADAPTERS) == set(TASK_NAMES), "config.TASK_NAMES must name every task adapter"
+for _name in TASK_NAMES:  # in their order, which is detection's
+    TASKS.register(_name)(_ADAPTERS[_name])
 
 
 def get_task(name: str) -> TaskAdapter:

@@ -1,34 +1,23 @@
-"""Input readers: literal text, stdin, ``.txt`` (one example a line) and ``.jsonl`` (streamed).
-
-Each reader yields :class:`Example` objects lazily. A bad line raises :class:`InputError` naming
-``file:line`` and the field; with ``on_error="skip"`` it yields a :class:`SkippedRecord` instead.
-"""
+"""What a record is: the fields an input may carry, how one run reads them (:class:`InputSpec`), and the checks
+every reader's records go through (:func:`record_example`), so that a JSONL line, a CSV row and a Parquet row are
+validated by the same code. JSON decoding lives here too: JSONL lines and CSV rationale cells use it."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import stat
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from functools import partial
-from pathlib import Path, PurePath
-from typing import Any, BinaryIO, Literal, NoReturn
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NoReturn
 
 from attnviz.errors import InputError
 from attnviz.types import Example, SkippedRecord
 
 TEXT_FIELDS = ("text", "text_pair", "question", "context", "source", "target")
 KNOWN_FIELDS = ("id", *TEXT_FIELDS, "label", "rationale")
-FILE_SUFFIXES = (".jsonl", ".txt", ".json", ".ndjson")
-# Names of data files a user may mistype: such an argument is a missing file, never a one-word text.
-DATA_SUFFIXES = (".csv", ".tsv", ".parquet", ".arrow")
-MAX_PATH_BYTES = 4096  # longer arguments are literal texts: no system takes a path this long
-MAX_NAME_BYTES = 255  # nor a file or folder name longer than this (NAME_MAX on Linux, macOS and Windows)
-PATH_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
 
 OnError = Literal["stop", "skip"]
 
@@ -41,7 +30,7 @@ class InputSpec:
         required: fields every example must have (the task decides: ``text``, or ``question`` and
             ``context``, or ``source``).
         line_field: the field a plain-text line fills (``text``, or ``source`` for seq2seq).
-        field_map: canonical field name → column name in the JSONL (``--field text=review``).
+        field_map: canonical field name → column name in the file (``--field text=review``).
         on_error: ``stop`` raises on the first bad record; ``skip`` records it and goes on.
         literal: every argument is a literal text (``--text``): none is read as stdin or looked up on disk.
     """
@@ -70,168 +59,39 @@ def parse_field_map(pairs: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
-def read_inputs(
-    args: Sequence[str], spec: InputSpec, stdin: BinaryIO | None = None
-) -> Iterator[Example | SkippedRecord]:
-    """Yield examples from every argument in order: ``-`` is stdin, an existing path is a file, a missing one
-    that looks like a path (see :func:`looks_like_path`) is an error, and anything else is a literal text; with
-    ``spec.literal`` every argument is a literal text.
-
-    Duplicate ids are an error (ids name the output files).
-    """
-    seen: dict[str, str] = {}  # id → where it first appeared, so the message points at both records
-    position = 0
-    for arg_no, arg in enumerate(args, start=1):
-        for item in _read_one(arg, arg_no, spec, stdin):
-            position += 1
-            item = replace(item, index=position - 1)
-            if isinstance(item, Example):
-                if item.id in seen:
-                    problem = InputError(item.source, f"duplicate id '{item.id}' (first at {seen[item.id]})", "id")
-                    yield replace(_handle(problem, spec), index=item.index)
-                    continue
-                seen[item.id] = item.source
-            yield item
+def text_record(text: str, spec: InputSpec) -> dict[str, str]:
+    """The record of a plain text (a literal argument, a ``.txt`` or stdin line): the text in ``spec.line_field``,
+    under the column ``--field`` maps that field to, so a mapping meant for a table does not hide it."""
+    return {spec.field_map.get(spec.line_field, spec.line_field): text}
 
 
-def existing_file(arg: str) -> Path | None:
-    """The regular file an argument names, or None (see :func:`_on_disk`)."""
-    return Path(arg) if _on_disk(arg) == "file" else None
-
-
-def looks_like_path(arg: str) -> bool:
-    """The rule for an argument that names nothing on disk: one word (no whitespace) that could be a path and
-    ends in a data-file suffix or holds a path separator is a mistyped file name; anything else is a text.
-
-    So ``data.csv`` and ``dir/file`` are missing files, while ``either/or is fine`` and a 300-character word
-    (longer than any file name) are texts.
-    """
-    if any(c.isspace() for c in arg) or not _could_be_path(arg):
-        return False
-    return arg.lower().endswith(FILE_SUFFIXES + DATA_SUFFIXES) or any(sep in arg for sep in PATH_SEPARATORS)
-
-
-def _could_be_path(arg: str) -> bool:
-    """Whether a file system could hold this name at all, decided without asking it."""
-    if not arg or "\n" in arg or "\0" in arg or _byte_length(arg) > MAX_PATH_BYTES:
-        return False
-    return all(_byte_length(part) <= MAX_NAME_BYTES for part in PurePath(arg).parts)
-
-
-def _byte_length(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))  # argv's undecodable bytes arrive as lone surrogates
-
-
-def _on_disk(arg: str) -> Literal["file", "dir", "other"] | None:
-    """What an argument names on disk; only an argument that could be a path is looked up, so a literal text,
-    however long, never touches the file system."""
-    if not _could_be_path(arg):
-        return None
-    try:
-        mode = os.stat(arg).st_mode
-    except (OSError, ValueError):  # missing, unreadable, or a name the system refuses
-        return None
-    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
-
-
-def count_records(args: Sequence[str], literal: bool = False) -> int | None:
-    """How many input records the arguments hold (non-blank lines of files, one per literal text), read cheaply
-    before the run; None when stdin is among them (it can be read only once). ``literal`` as in
-    :class:`InputSpec`."""
-    if literal:
-        return len(args)
-    total = 0
-    for arg in args:
-        if arg == "-":
-            return None
-        path = existing_file(arg)
-        if path is not None:
-            with path.open("rb") as handle:
-                total += sum(1 for raw in handle if raw.strip())
-        else:
-            total += 1
-    return total
-
-
-def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) -> Iterator[Example | SkippedRecord]:
-    if not spec.literal:
-        if arg == "-":
-            stream = stdin if stdin is not None else sys.stdin.buffer
-            yield from _read_lines(stream, "<stdin>", "stdin", spec)
-            return
-        kind = _on_disk(arg)
-        if kind == "file":
-            path = Path(arg)
-            with path.open("rb") as handle:
-                if path.suffix in (".jsonl", ".ndjson", ".json"):
-                    yield from _read_jsonl(handle, str(path), spec)
-                else:
-                    yield from _read_lines(handle, str(path), path.stem, spec)
-            return
-        if kind == "dir":
-            raise InputError(arg, "is a directory; pass the .jsonl or .txt files inside it")
-        if kind == "other":  # a pipe or device: it cannot be read twice (once to count records, once to render)
-            raise InputError(arg, "is not a regular file; save it to a file, or pipe it to - (stdin)")
-        if looks_like_path(arg):
-            raise InputError(arg, "file not found (pass --text to render it as a literal text)")
-    source = f"<argument {arg_no}>"
-    yield _handle_build(partial(_example, {spec.line_field: arg}, source, f"text-{arg_no}", spec), spec)
-
-
-def _decoded_lines(stream: BinaryIO, name: str) -> Iterator[tuple[str, str | InputError]]:
-    """Yield ``(file:line, text)``; an undecodable line yields an :class:`InputError` in place of text."""
-    for line_no, raw in enumerate(stream, start=1):
-        source = f"{name}:{line_no}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            yield (
-                source,
-                InputError(
-                    source,
-                    f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
-                    "re-encode the file as UTF-8",
-                ),
-            )
-            continue
-        # A byte-order mark opens a file, and any line of files joined with cat: it is never part of the text.
-        yield source, text.removeprefix("\ufeff").rstrip("\r\n")
-
-
-def _read_lines(stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec) -> Iterator[Example | SkippedRecord]:
-    for source, text in _decoded_lines(stream, name):
-        if isinstance(text, InputError):
-            yield _handle(text, spec)
-        elif text.strip():
-            line_id = f"{id_prefix}:{source.rsplit(':', 1)[1]}"
-            yield _handle_build(partial(_example, {spec.line_field: text}, source, line_id, spec), spec)
-
-
-def _read_jsonl(stream: BinaryIO, name: str, spec: InputSpec) -> Iterator[Example | SkippedRecord]:
-    stem = Path(name).stem
-    for source, text in _decoded_lines(stream, name):
-        if isinstance(text, InputError):
-            yield _handle(text, spec)
-        elif text.strip():
-            line_id = f"{stem}:{source.rsplit(':', 1)[1]}"
-            yield _handle_build(partial(_from_json, text, source, line_id, spec), spec)
-
-
-def _handle(problem: InputError, spec: InputSpec) -> SkippedRecord:
+def skip_or_raise(problem: InputError, spec: InputSpec) -> SkippedRecord:
+    """The record a bad input becomes: raised with ``on_error="stop"``, a :class:`SkippedRecord` with ``skip``."""
     if spec.on_error == "stop":
         raise problem
     return SkippedRecord(problem.source, problem.reason, problem.field)
 
 
-def _handle_build(build: Callable[[], Example], spec: InputSpec) -> Example | SkippedRecord:
+def build_or_skip(build: Callable[[], Example], spec: InputSpec) -> Example | SkippedRecord:
+    """``build()``, or the skipped record its :class:`InputError` becomes (see :func:`skip_or_raise`)."""
     try:
         return build()
     except InputError as problem:
-        return _handle(problem, spec)
+        return skip_or_raise(problem, spec)
 
 
-def _from_json(text: str, source: str, default_id: str, spec: InputSpec) -> Example:
+def json_example(text: str, source: str, default_id: str, spec: InputSpec) -> Example:
+    """The example of one JSONL line."""
     return _example(_decode_record(text, source), source, default_id, spec)
+
+
+def json_value(text: str, source: str, column: str) -> Any:
+    """The one JSON value ``text`` holds (a CSV cell); anything else is an :class:`InputError` naming ``column``."""
+    value, pos = _value(text, _skip(text, 0), source, column)
+    pos = _skip(text, pos)
+    if pos < len(text):
+        raise _malformed(source, "Extra data", pos, column)
+    return value
 
 
 def _reject_constant(name: str) -> NoReturn:
