@@ -54,8 +54,9 @@ def embed(texts: list[str], encoder: torch.nn.Module, tokenizer: object) -> torc
     """(N, D) float32 mean-pooled embeddings, in batches of ``BATCH``."""
     out = []
     for start in range(0, len(texts), BATCH):
-        enc = tokenizer(texts[start:start + BATCH], padding=True, truncation=True, max_length=MAX_LENGTH,
-                        return_tensors="pt")
+        enc = tokenizer(
+            texts[start : start + BATCH], padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt"
+        )
         hidden = encoder(**enc).last_hidden_state
         out.append(mean_pool(hidden, enc["attention_mask"]).float())
     return torch.cat(out)
@@ -74,8 +75,15 @@ def fit(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torc
     x = x.double()
     w = torch.zeros(len(LABELS), x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(len(LABELS), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=1000, tolerance_grad=1e-10, tolerance_change=1e-14,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=1000,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -192,14 +200,14 @@ def main() -> None:
         },
         "training": {
             "method": "multinomial logistic regression on frozen mean-pooled embeddings (raw, not z-scored; "
-                      "full-batch LBFGS, float64); objective: mean cross-entropy + l2/2 * ||W||^2, "
-                      "bias unpenalised",
+            "full-batch LBFGS, float64); objective: mean cross-entropy + l2/2 * ||W||^2, "
+            "bias unpenalised",
             "l2": best,
             "l2_grid": L2_GRID,
             "cv_folds": FOLDS,
             "cv_by_l2": {f"{l2:g}": {"accuracy": cv[l2][0], "log_loss": round_sig(cv[l2][1])} for l2 in L2_GRID},
             "selection": "l2 with the highest stratified 5-fold CV accuracy on train, ties to lower CV "
-                         "log-loss; test never used for choices",
+            "log-loss; test never used for choices",
             "seed": SEED,
             "train_size": len(train_texts),
             "test_size": len(test_texts),
@@ -218,11 +226,20 @@ def main() -> None:
     model = load_head_model(args.out, attn_implementation="eager")
     tok = AutoTokenizer.from_pretrained(str(base_path(args.out)))
     with torch.no_grad():
-        preds = torch.cat([
-            model(**tok(test_texts[i:i + BATCH], padding=True, truncation=True, max_length=MAX_LENGTH,
-                        return_tensors="pt")).logits.argmax(-1)
-            for i in range(0, len(test_texts), BATCH)
-        ])
+        preds = torch.cat(
+            [
+                model(
+                    **tok(
+                        test_texts[i : i + BATCH],
+                        padding=True,
+                        truncation=True,
+                        max_length=MAX_LENGTH,
+                        return_tensors="pt",
+                    )
+                ).logits.argmax(-1)
+                for i in range(0, len(test_texts), BATCH)
+            ]
+        )
     reloaded = (preds == y_test).double().mean().item()
     if not math.isclose(reloaded, test_acc, abs_tol=1e-12):
         raise SystemExit(f"reloaded test accuracy {reloaded} != computed {test_acc}")
@@ -235,8 +252,7 @@ def main() -> None:
     print(f"fit + CV in {t_fit:.1f}s")
     print(f"train accuracy {train_acc:.4f}  (log-loss {train_loss:.4f}; largest |weight| {max_weight:.3g})")
     print(f"CV accuracy    {cv[best][0]:.4f}  ({FOLDS}-fold, train only; chosen L2 {best:g})")
-    print(f"TEST accuracy  {test_acc:.4f}  (log-loss {test_loss:.4f}, held out; "
-          f"smallest |margin| {min_margin:.3g})")
+    print(f"TEST accuracy  {test_acc:.4f}  (log-loss {test_loss:.4f}, held out; smallest |margin| {min_margin:.3g})")
     print(f"wrote {args.out / HEAD_FILE}  (total {time.perf_counter() - t0:.1f}s)")
 
 

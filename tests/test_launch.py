@@ -147,6 +147,11 @@ def test_a_render_without_launcher_creates_no_process_group(
 ) -> None:
     import torch.distributed as dist
 
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a run without a launcher joined a process group")
+
+    monkeypatch.setattr(dist, "rendezvous", refused)
+    monkeypatch.setattr(dist, "ProcessGroupGloo", refused)
     single_run(
         [
             "render",

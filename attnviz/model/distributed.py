@@ -2,12 +2,14 @@
 device it takes, and the process group the ranks report their outcomes through.
 
 Only small Python objects cross ranks (each rank's outcome), so the group is always gloo over TCP, also on GPU
-machines: NCCL would add nothing but its watchdog. torch is imported inside the functions that need it, so
+machines: NCCL would add nothing but its watchdog. It is attnviz's own group, never torch's default one, so the
+model and its libraries see no process group. torch is imported inside the functions that need it, so
 :func:`detect_launch` costs nothing and importing this module creates no process group.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,7 +54,6 @@ class Launch:
         master_port: its port.
         launcher: ``torchrun`` (any launcher that sets ``RANK`` and ``WORLD_SIZE``) or ``srun``.
         timeout: seconds a rank waits for the others (see :data:`RANK_TIMEOUT_SECONDS`).
-        backend: the ``torch.distributed`` backend of the outcome group.
     """
 
     rank: int
@@ -62,7 +63,6 @@ class Launch:
     master_port: int
     launcher: str = "torchrun"
     timeout: float = RANK_TIMEOUT_SECONDS
-    backend: str = "gloo"
 
     def __post_init__(self) -> None:
         if self.world_size < 2 or not 0 <= self.rank < self.world_size or self.local_rank < 0:
@@ -177,6 +177,7 @@ class ProcessGroup:
     def __init__(self, launch: Launch) -> None:
         self.launch = launch
         self._store: Any = None
+        self._group: Any = None
         self._meetings = 0
 
     def __enter__(self) -> ProcessGroup:
@@ -199,12 +200,14 @@ class ProcessGroup:
             # launch, e.g. a notebook or a driver script, must not meet the first one's keys).
             generation = (store.add("attnviz/groups", 1) - 1) // self.launch.world_size
             self._store = dist.PrefixStore(f"attnviz/{generation}", store)
-            dist.init_process_group(
-                self.launch.backend,
-                store=dist.PrefixStore(f"attnviz/{generation}/group", store),
-                rank=self.launch.rank,
-                world_size=self.launch.world_size,
-                timeout=timeout,
+            # A group of attnviz's own, not torch's default one: libraries that look for a default group
+            # (transformers does while loading a model) keep references to it, and a gloo group still alive at
+            # interpreter exit can abort the process when its worker thread frees the last collective's tensors.
+            self._group = dist.ProcessGroupGloo(
+                dist.PrefixStore(f"attnviz/{generation}/group", store),
+                self.launch.rank,
+                self.launch.world_size,
+                timeout,
             )
         except (RuntimeError, ValueError) as err:  # DistError and its kin are RuntimeErrors
             raise RankError(
@@ -222,29 +225,37 @@ class ProcessGroup:
         Raises:
             RankError: a rank never came: it died, or it did not come within the timeout.
         """
-        import torch.distributed as dist
-
         meeting = self._meetings
         self._meetings += 1
-        found: list[Any] = [None] * self.launch.world_size
         try:
             # Marked in the store first, so that a failed meeting can name the ranks that never arrived.
             self._store.set(f"arrived/{meeting}/{self.launch.rank}", b"1")
-            dist.all_gather_object(found, obj)
+            return self._all_gather(obj)
         except RuntimeError as err:
             raise RankError(self._lost(meeting, err)) from err
-        return found
+
+    def _all_gather(self, obj: Any) -> list[Any]:
+        """Every rank's pickled ``obj``: the sizes first, then the bytes padded to the longest."""
+        import torch
+
+        data = torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8)
+        world = self.launch.world_size
+        sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
+        self._group.allgather([sizes], [torch.tensor([data.numel()], dtype=torch.long)]).wait()
+        lengths = [int(size.item()) for size in sizes]
+        padded = torch.zeros(max(lengths), dtype=torch.uint8)
+        padded[: data.numel()] = data
+        found = [torch.zeros(max(lengths), dtype=torch.uint8) for _ in range(world)]
+        self._group.allgather([found], [padded]).wait()
+        return [pickle.loads(item[:length].numpy().tobytes()) for item, length in zip(found, lengths, strict=True)]
 
     def barrier(self) -> None:
         """Wait for every rank (as :meth:`gather`, with nothing to exchange)."""
         self.gather(None)
 
     def close(self) -> None:
-        """Destroy the process group (safe to call twice)."""
-        import torch.distributed as dist
-
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        """Free the group: its worker threads are joined here, not at interpreter exit (safe to call twice)."""
+        self._group = None
         self._store = None
 
     def _lost(self, meeting: int, err: BaseException) -> str:
