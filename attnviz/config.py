@@ -45,7 +45,7 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(("attention", "rollout", "heads"), ("html",), "a first look: no model re-runs, no PNG", 3.2),
-    "review": Preset(DEFAULT_METHODS, DEFAULT_FORMATS, "the default: trust checks on every example", 121),
+    "review": Preset(DEFAULT_METHODS, DEFAULT_FORMATS, "the default: heatmaps and the trust checks", 121),
     "full": Preset(("all",), DEFAULT_FORMATS, "everything, attention flow included", 671),
 }
 DEFAULT_PRESET = "review"

@@ -48,7 +48,8 @@ def test_list_shows_every_preset_and_imports_no_torch() -> None:
         assert f"about {preset.cost:g}x a forward pass" in line and preset.cost > 0
         # The README's preset table states the same sets and cost.
         row = next(row for row in README.splitlines() if row.startswith(f"| `{name}` |"))
-        assert ", ".join(preset.methods) in row and ", ".join(preset.formats) in row and f"{preset.cost:g}×" in row
+        assert f"| {preset.purpose} |" in row and f"{preset.cost:g}×" in row
+        assert ", ".join(preset.methods) in row and ", ".join(preset.formats) in row
 
 
 def test_a_literal_text_alone_gets_the_quick_preset_its_page_path_and_a_hint(model: str, tmp_path: Path) -> None:
