@@ -250,6 +250,14 @@ def test_csv_rows_of_another_width_or_bytes_that_are_not_utf8_are_bad_rows(tmp_p
     ]
 
 
+@pytest.mark.parametrize("kind", ["csv", "tsv"])
+def test_a_value_longer_than_pythons_csv_limit_is_read_whole(tmp_path: Path, kind: str) -> None:
+    long_text = "word " * 60_000  # 300,000 characters: over csv's default limit of 131,072
+    path = tmp_path / f"long.{kind}"
+    path.write_text(f"text\n{long_text}\nshort\n", encoding="utf-8")
+    assert [e.fields["text"] for e in _read(path, InputSpec())] == [long_text, "short"]
+
+
 def test_parquet_values_that_are_not_json_become_json_in_metadata(tmp_path: Path) -> None:
     import datetime
 

@@ -31,6 +31,7 @@ from attnviz.inputs.records import KNOWN_FIELDS, InputSpec, build_or_skip, json_
 from attnviz.types import Example
 
 BATCH_ROWS = 256  # rows turned into Python objects at a time (a Parquet row group may hold a million)
+MAX_CSV_VALUE = 2**31 - 1  # characters in one CSV or TSV value: any text a file holds
 NAMED_COLUMNS = 20  # an error about a missing column lists at most this many of those there are
 DATA_EXTRA = "pip install 'attnviz[data]'"
 # Surrogate escapes stand for the bytes that are not UTF-8 (errors="surrogateescape"): U+DC80..U+DCFF.
@@ -89,6 +90,9 @@ def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, list[str]]]:
     Raises:
         InputError: the file cannot be parsed (naming the line); the rest of it cannot be trusted.
     """
+    # Python's csv refuses values over 128 KiB by default; a document in a cell is a text like any other (the
+    # limit is global to the process, and only ever raised here; a C long is 32 bits on Windows).
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CSV_VALUE))
     # Undecodable bytes become surrogate escapes, so one bad value is one bad row, not an unreadable file.
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle, **_CSV_FORMATS[kind])  # type: ignore[arg-type]
