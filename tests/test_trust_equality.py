@@ -26,3 +26,31 @@ def test_trust_numbers_unchanged(tiny_loaded: Callable, family: str) -> None:
     assert set(want) <= set(got)  # every number there was (new ones may be added)
     for key, value in want.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{family} {key}")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_input_x_gradient_and_the_ig_gap_match_captum_and_separate_forwards(tiny_loaded: Callable, family: str) -> None:
+    """I×G and F(x) come from one forward and backward; captum's InputXGradient and two plain forwards agree."""
+    import torch
+    from captum.attr import InputXGradient
+    from capture_helpers import task_examples
+
+    from attnviz.analysis.pipeline import combined_needs
+    from attnviz.model.capture import capture_batch
+    from attnviz.model.predictor import _embeddings
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded(family)
+    examples = task_examples(loaded.task)
+    (capture, *_) = capture_batch(loaded, examples, max_length=64, needs=combined_needs(["agreement"]))
+    predictor = get_task(loaded.task).predictor(loaded, capture)
+    found = predictor.attributions(4)
+    embeds, baseline = _embeddings(predictor)
+    args = predictor.extra_args
+    want = InputXGradient(predictor.forward_embeds).attribute(
+        embeds.clone().requires_grad_(), additional_forward_args=args
+    )
+    np.testing.assert_allclose(found.input_x_gradient, want[0].sum(-1).detach().double().numpy(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        gap = float((predictor.forward_embeds(embeds, *args) - predictor.forward_embeds(baseline, *args)).sum())
+    assert found.gap == pytest.approx(abs(gap), rel=1e-5, abs=1e-6)

@@ -185,19 +185,22 @@ def _per_token(attr: Any) -> np.ndarray:
 
 
 def _step_free_attributions(predictor: Predictor) -> tuple[np.ndarray, float]:
-    """Input×Gradient per token, and F(x) − F(baseline): what the Integrated Gradients attributions should sum to."""
+    """Input×Gradient per token, and F(x) − F(baseline): what the Integrated Gradients attributions should sum to.
+
+    Input×Gradient is x · ∂F/∂x, as captum's ``InputXGradient`` computes it; F(x) is read from the same forward
+    pass instead of a second one.
+    """
     import torch
-    from captum.attr import InputXGradient
 
     args = predictor.extra_args
     embeds, baseline = _embeddings(predictor)
     with torch.enable_grad():
-        ixg = InputXGradient(predictor.forward_embeds).attribute(
-            embeds.clone().requires_grad_(), additional_forward_args=args
-        )
+        x = embeds.clone().requires_grad_()
+        score = predictor.forward_embeds(x, *args)
+        (gradient,) = torch.autograd.grad(score.sum(), x)
     with torch.no_grad():
-        gap = predictor.forward_embeds(embeds, *args) - predictor.forward_embeds(baseline, *args)
-    return _per_token(ixg), float(gap.sum())
+        gap = score.detach() - predictor.forward_embeds(baseline, *args)
+    return _per_token(x.detach() * gradient), float(gap.sum())
 
 
 def _integrated_gradients(predictor: Predictor, steps: int, ixg: np.ndarray, gap: float) -> Attributions:
