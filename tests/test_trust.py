@@ -231,3 +231,16 @@ def test_integrated_gradients_doubles_its_steps_until_it_converges(
     warned = [m for m in report.messages if "did not converge" in m]
     assert (len(warned) == 1) == (bound == 0.0)
     assert scalars["ig_relative_delta"] == pytest.approx(predictor.attributions(steps).relative_delta)
+
+
+def test_pass_sizes_trade_padding_for_passes_within_the_token_budget() -> None:
+    from attnviz.model.predictor import pass_sizes
+
+    # 5 short copies padded to 5 tokens (25) and 3 long ones to 21 (63), + 2 passes of 32: 152. One pass costs
+    # 8 × 21 + 32 = 200; [4, 4] costs 16 + 84 + 64 = 164; a third pass ([5, 1, 2]) saves 21 tokens for 32.
+    assert pass_sizes([3, 3, 4, 5, 5, 12, 20, 21], 4096, 32) == [5, 3]
+    assert pass_sizes([3, 3, 4, 5, 5, 12, 20, 21], 4096, 4096) == [8]  # a pass dearer than any padding: one pass
+    assert pass_sizes([21] * 55, 4096, 32) == [55]  # nothing to save: one pass
+    assert pass_sizes([100] * 50, 4096, 32) == [40, 10]  # at most 4,096 padded tokens a pass
+    assert pass_sizes([5000, 5000], 4096, 32) == [1, 1]  # one copy longer than the budget goes alone
+    assert pass_sizes([], 4096, 32) == []
