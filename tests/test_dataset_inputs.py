@@ -258,6 +258,25 @@ def test_a_value_longer_than_pythons_csv_limit_is_read_whole(tmp_path: Path, kin
     assert [e.fields["text"] for e in _read(path, InputSpec())] == [long_text, "short"]
 
 
+@pytest.mark.parametrize(
+    ("content", "line", "reason"),
+    [
+        ('text,label\n"good film,1\nbad film,0\nfine,1\n', 2, "unexpected end of data"),  # never closed
+        ('text,label\nfine,1\n"good" film,1\nbad film,0\n', 3, "',' expected after '\"'"),  # a stray quote
+    ],
+)
+def test_malformed_csv_quoting_stops_the_run_at_its_line_in_either_mode(
+    tmp_path: Path, content: str, line: int, reason: str
+) -> None:
+    """Read leniently, the first file would lose its last two rows into one value and the second the quotes."""
+    path = tmp_path / "quotes.csv"
+    path.write_text(content, encoding="utf-8")
+    for mode in ("stop", "skip"):
+        with pytest.raises(InputError) as caught:
+            list(read_inputs([str(path)], InputSpec(on_error=mode)))  # type: ignore[arg-type]
+        assert str(caught.value).startswith(f"{path}:{line}: is not valid CSV") and reason in str(caught.value)
+
+
 def test_parquet_values_that_are_not_json_become_json_in_metadata(tmp_path: Path) -> None:
     import datetime
 

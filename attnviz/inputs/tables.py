@@ -78,10 +78,11 @@ def _shown(text: str) -> str:
 
 # --- CSV and TSV ---------------------------------------------------------------------------------------------------
 
-# CSV follows RFC 4180 (quotes around values that hold commas, quotes or line breaks). TSV follows the IANA format
-# that GLUE and most NLP data use: no quoting at all, so a quote is an ordinary character (and a value cannot hold a
-# tab or a line break).
-_CSV_FORMATS = {"csv": {"delimiter": ","}, "tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE}}
+# CSV follows RFC 4180 (quotes around values that hold commas, quotes or line breaks), strictly: a quote that is
+# never closed would swallow every later row into one value, and a stray one (`"good" film`) would be dropped from
+# the text, so both stop the run naming the row's line. TSV follows the IANA format that GLUE and most NLP data use:
+# no quoting at all, so a quote is an ordinary character (and a value cannot hold a tab or a line break).
+_CSV_FORMATS = {"csv": {"delimiter": ",", "strict": True}, "tsv": {"delimiter": "\t", "quoting": csv.QUOTE_NONE}}
 
 
 def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, list[str]]]:
