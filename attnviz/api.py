@@ -9,12 +9,13 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from attnviz.analysis.pipeline import ExampleReport, analyze, combined_needs, expand_methods, trust_sample
+from attnviz.analysis.pipeline import ExampleReport, analyze_batch, combined_needs, expand_methods, trust_sample
 from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
 from attnviz.inputs import InputSpec, count_records, input_path, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
+from attnviz.model.predictor import score_copies
 from attnviz.model.tasks import get_task
 from attnviz.output import get_renderer
 from attnviz.output.aggregate import DatasetAggregate
@@ -24,9 +25,7 @@ from attnviz.output.folder import claim_folder
 from attnviz.output.journal import open_journal
 from attnviz.output.schema import read_summary
 from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
-from attnviz.types import Example, Needs, SkippedRecord
-
-Progress = Callable[[int], None]
+from attnviz.types import Example, Needs, OnProgress, SkippedRecord
 
 
 def render_reports(
@@ -35,7 +34,7 @@ def render_reports(
     *,
     stdin: BinaryIO | None = None,
     loaded: LoadedModel | None = None,
-    on_progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
     keep_examples: bool = True,
     thresholds: Sequence[Threshold] = (),
 ) -> dict[str, Any]:
@@ -54,7 +53,8 @@ def render_reports(
         options: the run's options.
         stdin: byte stream to read ``-`` from (default: the process's stdin).
         loaded: an already loaded model (skips loading; used by tests and ``compare``).
-        on_progress: called with the number of examples finished after each example.
+        on_progress: called as the run goes with the examples' worth of work done (see ``attnviz.types.OnProgress``):
+            after each analysis of each example of a batch, and after each example is written.
         keep_examples: return every example entry (as in summary.json); False returns the short index
             rows instead, so memory stays flat for large runs.
         thresholds: ``--min``/``--max`` bounds whose outcome summary.md records (the caller checks them on the
@@ -106,15 +106,16 @@ def render_reports(
         status, error = "complete", None
         try:
             items = read_inputs(inputs, spec, stdin, options.dataset)
+            progress = _BatchProgress(on_progress)
             for batch in _batches(items, options.batch_size, skipped, options.shard):
                 finished = {example.id for example in batch if journal.is_done(example.id)}
-                for report in explainer.reports(batch, skip=finished):
+                progress.start(aggregate.count, len(batch) - len(finished))
+                for report in explainer.reports(batch, skip=finished, on_step=progress.analysed):
                     _write_example(renderers, report, out, run, options)
                     entry = example_summary(report)
                     journal.record(entry)
                     aggregate.add(entry)
-                    if on_progress is not None:
-                        on_progress(aggregate.count)
+                    progress.written()
                 if on_progress is not None and finished:  # a batch the resumed run had finished
                     on_progress(aggregate.count)
             journal.check_all_seen()
@@ -333,6 +334,46 @@ def explain_examples(examples: Sequence[Example], options: RenderOptions, loaded
     return [report for batch in _batches(examples, options.batch_size, []) for report in explainer.reports(batch)]
 
 
+class _BatchProgress:
+    """Progress within a batch, whose examples are analysed together and then written one by one.
+
+    The batch's share done is the share analysed, weighted by the part of a batch's time analysis took in the
+    batches before (a half for the first), plus the share written, weighted by the rest; so it only grows, and
+    reaches the batch's examples when the last one is written.
+    """
+
+    def __init__(self, report: OnProgress | None) -> None:
+        self.report = report
+        self.analysis_seconds = self.write_seconds = 0.0
+        self.base, self.size, self.analysed_share, self.done = 0, 0, 0.0, 0
+        self.started = self.analysed_at = time.perf_counter()
+
+    def start(self, base: int, size: int) -> None:
+        self.base, self.size, self.analysed_share, self.done = base, size, 0.0, 0
+        self.started = self.analysed_at = time.perf_counter()
+
+    def analysed(self, share: float) -> None:
+        self.analysed_share = share
+        self.analysed_at = time.perf_counter()
+        self._tell()
+
+    def written(self) -> None:
+        self.done += 1
+        if self.done == self.size:  # the batch's times weigh the next batch's shares
+            now = time.perf_counter()
+            self.analysis_seconds += self.analysed_at - self.started
+            self.write_seconds += now - self.analysed_at
+        self._tell()
+
+    def _tell(self) -> None:
+        if self.report is None:
+            return
+        spent = self.analysis_seconds + self.write_seconds
+        weight = self.analysis_seconds / spent if spent > 0 else 0.5
+        share = weight * (1.0 if self.done else self.analysed_share) + (1 - weight) * self.done / max(self.size, 1)
+        self.report(self.base + self.done if self.done == self.size else self.base + share * self.size)
+
+
 class _Explainer:
     """Captures and analyses batches with one run's settings, which are worked out once."""
 
@@ -346,11 +387,17 @@ class _Explainer:
         self.measured: frozenset[int] | None = None  # input positions that get trust checks (None: every one)
         self.model_seconds = self.recheck_seconds = 0.0
 
-    def reports(self, batch: Sequence[Example], skip: Collection[str] = ()) -> Iterator[ExampleReport]:
+    def reports(
+        self,
+        batch: Sequence[Example],
+        skip: Collection[str] = (),
+        on_step: Callable[[float], None] | None = None,
+    ) -> Iterator[ExampleReport]:
         """One forward (and backward) pass for the batch, then the analyses of each example whose id is not in
         ``skip``; a batch with nothing left to analyse costs nothing. The batch is captured whole however much
         of it is skipped: padding changes floating-point sums, and a resumed run must give an uninterrupted one's
-        numbers."""
+        numbers. The edited copies of the batch's examples are scored together (``analyze_batch``), so its
+        reports come together; ``on_step`` gets the share of the batch's analyses done as they go."""
         if all(example.id in skip for example in batch):
             return
         tick = time.perf_counter()
@@ -363,22 +410,23 @@ class _Explainer:
             target=self.options.target_label,
         )
         self.model_seconds += time.perf_counter() - tick
-        for capture in captures:
-            if capture.example.id in skip:
-                continue
-            sampled_out = self.measured is not None and capture.example.index not in self.measured
-            rerun = self.needs.model_reruns and not sampled_out
-            predictor = self.task.predictor(self.loaded, capture) if rerun else None
-            yield analyze(
-                capture,
-                self.methods,
-                index=capture.example.index,
-                word_merge=self.options.word_merge,
-                options=self.options.analysis,
-                predictor=predictor,
-                sampled_out=sampled_out,
-            )
-            self.recheck_seconds += predictor.seconds if predictor is not None else 0.0
+        captures = [capture for capture in captures if capture.example.id not in skip]
+        left_out = [self.measured is not None and c.example.index not in self.measured for c in captures]
+        predictors = [
+            self.task.predictor(self.loaded, capture) if self.needs.model_reruns and not out else None
+            for capture, out in zip(captures, left_out, strict=True)
+        ]
+        yield from analyze_batch(
+            captures,
+            self.methods,
+            word_merge=self.options.word_merge,
+            options=self.options.analysis,
+            predictors=predictors,
+            sampled_out=left_out,
+            score_copies=score_copies,
+            on_step=on_step,
+        )
+        self.recheck_seconds += sum(predictor.seconds for predictor in predictors if predictor is not None)
 
 
 def compare_models(

@@ -29,6 +29,7 @@ from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, ExitStatus, UsageError
 from attnviz.model.distributed import Launch, ProcessGroup, RankError, rank_device
 from attnviz.output.folder import claim_folder, replacing
+from attnviz.types import OnProgress
 
 if TYPE_CHECKING:
     from attnviz.output.check import Threshold
@@ -39,8 +40,6 @@ __all__ = ["RANKS_FOLDER", "RankError", "RankOutcome", "rank_folder", "render_la
 RANKS_FOLDER = ".ranks"
 #: Seconds between rank 0's readings of the ranks' progress files.
 PROGRESS_INTERVAL = 0.5
-
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def render_launched(
     launch: Launch,
     *,
     keep_shards: bool = False,
-    on_progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
     thresholds: Sequence[Threshold] = (),
 ) -> dict[str, Any] | None:
     """Render ``inputs`` with ``options`` as one rank of a launched run (see the module docstring).
@@ -157,9 +156,9 @@ def _render_rank(inputs: Sequence[str], options: RenderOptions, launch: Launch) 
         overwrite=not options.resume,
     )
 
-    def report(done: int) -> None:
+    def report(done: float) -> None:
         with replacing(progress) as tmp:
-            tmp.write_text(str(done), encoding="ascii")
+            tmp.write_text(repr(float(done)), encoding="ascii")
 
     render_reports(inputs, rank_options, on_progress=report, keep_examples=False)
 
@@ -202,18 +201,18 @@ def _raise_failed(outcomes: Sequence[RankOutcome], launch: Launch, own: BaseExce
 
 
 @contextmanager
-def _watch_progress(ranks: Path, world: int, on_progress: Progress | None) -> Iterator[None]:
+def _watch_progress(ranks: Path, world: int, on_progress: OnProgress | None) -> Iterator[None]:
     """While the body runs, report the examples finished by all ranks (the sum of their progress files)."""
     if on_progress is None:
         yield
         return
     stop = threading.Event()
 
-    def total() -> int:
-        done = 0
+    def total() -> float:
+        done = 0.0
         for rank in range(world):
             with suppress(OSError, ValueError):  # not started yet
-                done += int((ranks / f"rank-{rank}.progress").read_text(encoding="ascii"))
+                done += float((ranks / f"rank-{rank}.progress").read_text(encoding="ascii"))
         return done
 
     def watch() -> None:

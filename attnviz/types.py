@@ -6,11 +6,15 @@ capture step is plain numpy; nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+#: Called as a run goes with how many examples' worth of work is done: the examples written, plus the share of
+#: the batch in hand that is analysed (so a float between whole examples; a progress bar shows it, a log rounds it).
+OnProgress = Callable[[float], None]
 
 INPUT = "input"
 SOURCE = "source"

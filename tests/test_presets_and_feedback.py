@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnviz.api import expected_examples
-from attnviz.config import DEFAULT_PRESET, LITERAL_PRESET, PRESETS, RenderOptions
+from attnviz.config import DEFAULT_PRESET, LITERAL_PRESET, PRESETS, ModelOptions, RenderOptions
 
 runner = CliRunner()
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -92,6 +92,26 @@ def test_progress_lines_with_a_total_without_a_terminal_and_quiet_silences_them(
     assert "s left" in lines[0] and "s left" not in lines[-1]
     quiet = invoke(*args, "--out", str(tmp_path / "b"), "--quiet")
     assert quiet.exit_code == 0 and "rendering:" not in quiet.stderr and quiet.stdout == ""
+
+
+def test_progress_moves_within_a_batch_analysed_together_and_never_back(model: str, tmp_path: Path) -> None:
+    from attnviz.api import render_reports
+
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"a fine line {i}\n" for i in range(6)), encoding="utf-8")
+    seen: list[float] = []
+    options = RenderOptions(
+        model=ModelOptions(name=model),
+        out_dir=tmp_path / "out",
+        methods=("attention", "faithfulness"),
+        formats=("json",),
+        batch_size=4,
+    )
+    render_reports([str(data)], options, on_progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 6
+    assert 4 in seen  # the first batch ends on a whole example
+    within = [value for value in seen if 0 < value < 4 and value != int(value)]
+    assert within, seen  # its examples are analysed together: the share analysed moves the count first
 
 
 def test_expected_examples_is_the_shard_share_of_the_records(tmp_path: Path) -> None:

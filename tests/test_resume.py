@@ -140,13 +140,13 @@ def test_resume_repeats_no_finished_example(
         fail_at_capture(patch, 2)
         assert render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out)).exit_code == 1
     analysed: list[str] = []
-    real = api.analyze
+    real = api.analyze_batch
 
-    def counting(capture, *args, **kwargs):  # type: ignore[no-untyped-def]
-        analysed.append(capture.example.id)
-        return real(capture, *args, **kwargs)
+    def counting(captures, *args, **kwargs):  # type: ignore[no-untyped-def]
+        analysed.extend(capture.example.id for capture in captures)
+        return real(captures, *args, **kwargs)
 
-    monkeypatch.setattr(api, "analyze", counting)
+    monkeypatch.setattr(api, "analyze_batch", counting)
     resumed = render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out), "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert analysed == ["text-3", "text-4", "text-5"]

@@ -62,11 +62,11 @@ def bag_predictor(score: str = "probability"):  # type: ignore[no-untyped-def]
         ids=tuple(IDS),
     )
 
-    def score_batch(inputs, positions):  # type: ignore[no-untyped-def]
-        logits = model(**inputs).logits
+    def read(outputs, rows, mask, positions):  # type: ignore[no-untyped-def]
+        logits = outputs.logits[rows]
         return torch.softmax(logits, dim=-1)[:, 1] if score == "probability" else logits[:, 1]
 
-    return build_predictor(loaded, seq, "input", ~seq.special_mask, score_batch)
+    return build_predictor(loaded, seq, "input", ~seq.special_mask, read)
 
 
 def p_positive(kept: list[int]) -> float:
@@ -167,7 +167,8 @@ def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable)
     predictor = loaded_task_predictor(loaded, cap)
     found = predictor.attributions(steps=50)
     full = predictor.full_score()
-    baseline = float(predictor.score_ids([predictor.baseline_ids], [np.arange(len(predictor.ids))])[0])
+    outputs, mask = predictor.forward_copies([predictor.baseline_ids], [predictor.segments])
+    baseline = float(predictor.read_copies(outputs, torch.tensor([0]), mask, [np.arange(len(predictor.ids))])[0])
     gap = full - baseline
     assert abs(found.integrated_gradients.sum() - gap) <= found.delta + 1e-6
     assert found.gap == pytest.approx(abs(gap), abs=1e-5)

@@ -54,3 +54,49 @@ def test_input_x_gradient_and_the_ig_gap_match_captum_and_separate_forwards(tiny
     with torch.no_grad():
         gap = float((predictor.forward_embeds(embeds, *args) - predictor.forward_embeds(baseline, *args)).sum())
     assert found.gap == pytest.approx(abs(gap), rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_batch_scored_together_gives_each_example_its_own_numbers(
+    tiny_loaded: Callable, family: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edited copies of a batch's examples share passes (but for encoder-decoders, whose decoder input is each
+    example's own), and every number equals the example analysed alone, up to the rounding of padding."""
+    from capture_helpers import task_examples
+
+    from attnviz.analysis.pipeline import analyze, analyze_batch, combined_needs
+    from attnviz.config import AnalysisOptions
+    from attnviz.model import predictor as predictor_module
+    from attnviz.model.capture import capture_batch
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded(family)
+    task = get_task(loaded.task)
+    methods = ["attention", "rollout", "agreement", "faithfulness"]
+    options = AnalysisOptions(ig_first_steps=8, ig_steps=8)
+    captures = capture_batch(loaded, task_examples(loaded.task), max_length=64, needs=combined_needs(methods))
+    alone = [
+        analyze(c, methods, index=c.example.index, options=options, predictor=task.predictor(loaded, c))
+        for c in captures
+    ]
+    passes: list[set[str]] = []
+    real = predictor_module._score_pass
+
+    def recording(copies):  # type: ignore[no-untyped-def]
+        passes.append({copy.owner.sequence + str(id(copy.owner)) for copy in copies})
+        return real(copies)
+
+    monkeypatch.setattr(predictor_module, "_score_pass", recording)
+    together = analyze_batch(
+        captures,
+        methods,
+        options=options,
+        predictors=[task.predictor(loaded, c) for c in captures],
+        score_copies=predictor_module.score_copies,
+    )
+    shared = any(len(owners) > 1 for owners in passes)
+    assert shared == (loaded.task != "seq2seq"), passes
+    for one, batch in zip(alone, together, strict=True):
+        assert one.scalars.keys() == batch.scalars.keys()
+        for key, value in one.scalars.items():
+            np.testing.assert_allclose(batch.scalars[key], value, rtol=1e-5, atol=1e-6, err_msg=f"{family} {key}")

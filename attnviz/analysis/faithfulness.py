@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -186,24 +186,24 @@ class Faithfulness:
     description = "ERASER comprehensiveness/sufficiency (AOPC over 1-50% erasures) vs random orders"
     needs = Needs(model_reruns=True, reads_scores=True)
 
+    def copies(self, capture: Capture, context: AnalysisContext) -> tuple[np.ndarray, str] | None:
+        """The (V, n) kept-token masks and the erasure :meth:`run` will ask the predictor to score (None: none),
+        so that a batch's copies can be scored together first (``attnviz.analysis.pipeline.analyze_batch``)."""
+        predictor = context.predictor
+        if predictor is None or not predictor.removable.any():
+            return None
+        return erasure_plan(predictor, context)[2], context.options.erasure
+
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
             return without_predictor(self.name, capture, context)
         if not predictor.removable.any():
             return AnalysisResult(name=self.name, messages=("faithfulness: no token can be erased",))
-        erasure = context.options.erasure
+        orders, methods, masks = erasure_plan(predictor, context)
         bins = DEFAULT_BINS
-        n = len(predictor.ids)
-        orders = list(random_orders(n, context.options.random_orders, seed=context.options.seed))
-        methods = scored_methods(context.previous, predictor.sequence)
-        rankings = orders + [scores.at() for scores in methods]
-        # Every copy of every curve in one call: the predictor scores each distinct copy once, packed by length.
-        masks = [np.ones((1, n), dtype=bool)] + [
-            np.concatenate(erasure_masks(r, predictor.removable, bins)) for r in rankings
-        ]
-        values = predictor.score(np.concatenate(masks), erasure)
-        full, curves = float(values[0]), values[1:].reshape(len(rankings), 2 * len(bins))
+        values = predictor.score(masks, context.options.erasure)
+        full, curves = float(values[0]), values[1:].reshape(len(orders) + len(methods), 2 * len(bins))
         results = [curve_scores(full, curve, len(bins)) for curve in curves]
         random_runs = results[: len(orders)]
         random_comp = float(np.mean([r.comprehensiveness for r in random_runs]))
@@ -222,6 +222,19 @@ class Faithfulness:
         scalars["erasure_model_calls"] = float(predictor.calls)
         scalars["erasure_distinct_copies"] = float(predictor.distinct)
         return AnalysisResult(name=self.name, scalars=scalars)
+
+
+def erasure_plan(predictor: Any, context: AnalysisContext) -> tuple[list[np.ndarray], list[TokenScores], np.ndarray]:
+    """The random orders, the methods' scores, and every copy of every curve: the unedited input first, then for
+    each ranking (random orders, then methods) its bins with the top tokens removed, then with only them kept."""
+    n = len(predictor.ids)
+    orders = list(random_orders(n, context.options.random_orders, seed=context.options.seed))
+    methods = scored_methods(context.previous, predictor.sequence)
+    rankings = orders + [scores.at() for scores in methods]
+    masks = [np.ones((1, n), dtype=bool)] + [
+        np.concatenate(erasure_masks(r, predictor.removable, DEFAULT_BINS)) for r in rankings
+    ]
+    return orders, methods, np.concatenate(masks)
 
 
 def scored_methods(previous: Mapping[str, AnalysisResult], sequence: str) -> list[TokenScores]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,19 +149,66 @@ def analyze(
 
     ``predictor`` lets analyses that must re-run the model (faithfulness, agreement) do so.
     """
-    results: dict[str, AnalysisResult] = {}
-    for name in run_order(methods):
-        context = AnalysisContext(
-            previous=dict(results), options=options or AnalysisOptions(), predictor=predictor, sampled_out=sampled_out
-        )
-        results[name] = get_analysis(name).run(capture, context)
-    return ExampleReport(
-        index=index,
-        page=page_name(capture.example.id),
-        capture=capture,
-        results=results,
-        word_merge=word_merge,
+    (report,) = analyze_batch(
+        [capture], methods, word_merge=word_merge, options=options, predictors=[predictor], sampled_out=[sampled_out]
     )
+    return dataclasses.replace(report, index=index)
+
+
+#: ``[(predictor, (V, n) kept-token masks, erasure), ...]`` → nothing: scores those copies of several examples
+#: together, so that each predictor finds them scored (``attnviz.model.predictor.score_copies``).
+ScoreCopies = Callable[[list[tuple[Any, np.ndarray, str]]], None]
+
+
+def analyze_batch(
+    captures: Sequence[Capture],
+    methods: Sequence[str],
+    *,
+    word_merge: str = "sum",
+    options: AnalysisOptions | None = None,
+    predictors: Sequence[Any] | None = None,
+    sampled_out: Sequence[bool] | None = None,
+    score_copies: ScoreCopies | None = None,
+    on_step: Callable[[float], None] | None = None,
+) -> list[ExampleReport]:
+    """Run the analyses on several captures (a batch), one analysis on every capture before the next.
+
+    Before an analysis that says which edited copies it will score (``copies``, as faithfulness does) runs,
+    ``score_copies`` scores every capture's copies together; each report then equals :func:`analyze` of its
+    capture alone, up to the float rounding of padding in shared passes. ``on_step`` is called with the share of
+    the batch's analyses done (0–1] after each analysis of each capture. Report indices are the examples'.
+    """
+    options = options or AnalysisOptions()
+    predictors = list(predictors) if predictors is not None else [None] * len(captures)
+    left_out = list(sampled_out) if sampled_out is not None else [False] * len(captures)
+    results: list[dict[str, AnalysisResult]] = [{} for _ in captures]
+    order = run_order(methods)
+    for stage, name in enumerate(order):
+        analysis = get_analysis(name)
+        contexts = [
+            AnalysisContext(previous=dict(found), options=options, predictor=predictor, sampled_out=out)
+            for found, predictor, out in zip(results, predictors, left_out, strict=True)
+        ]
+        plan = getattr(analysis, "copies", None)
+        if score_copies is not None and plan is not None:
+            planned = [(context, plan(capture, context)) for capture, context in zip(captures, contexts, strict=True)]
+            requests = [(context.predictor, *copies) for context, copies in planned if copies is not None]
+            if requests:
+                score_copies(requests)
+        for done, (found, capture, context) in enumerate(zip(results, captures, contexts, strict=True), start=1):
+            found[name] = analysis.run(capture, context)
+            if on_step is not None:
+                on_step((stage * len(captures) + done) / (len(order) * len(captures)))
+    return [
+        ExampleReport(
+            index=capture.example.index,
+            page=page_name(capture.example.id),
+            capture=capture,
+            results=found,
+            word_merge=word_merge,
+        )
+        for capture, found in zip(captures, results, strict=True)
+    ]
 
 
 def trust_sample(records: int | None, size: int, seed: int) -> frozenset[int] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,12 +60,18 @@ class Predictor:
         ids: (n,) its token ids.
         removable: (n,) tokens erasure may remove: never special tokens (and for ``lm`` only the prompt).
         mask_id: the id ``--erasure mask`` puts in place of a removed token.
-        pass_tokens: the cost of one more forward pass, in padded tokens (see :data:`CPU_PASS_TOKENS`).
-        score_ids: edited id lists and the original positions each keeps → (V,) explained scores.
+        forward_copies: edited id lists and each one's token types (None when the model takes none) → the
+            model's outputs and the (V, w) attention mask of the padded copies, under ``inference_mode``.
+        read_copies: ``(outputs, rows, mask, positions)`` → this example's scores of the copies in ``rows``
+            (a (R,) index into the outputs), given the original positions each keeps.
+        share: predictors with the same (not None) ``share`` run one model the same way, so the copies of several
+            examples may go through it in one pass (:func:`score_copies`); None: only this example's copies.
+        segments: (n,) token type of each position, or None when the model takes no token types.
         embed: (B, n) ids → (B, n, D) input embeddings, exactly as the model computes them.
         forward_embeds: differentiable (B, n, D) embeddings (+ extra args) → (B,) score.
         extra_args: tensors passed to ``forward_embeds`` after the embeddings (captum repeats them).
         baseline_ids: (n,) the integrated-gradients baseline: special tokens kept, the rest ``pad``.
+        pass_tokens: the cost of one more forward pass, in padded tokens (see :data:`CPU_PASS_TOKENS`).
         calls: edited copies asked for so far; distinct: how many of them were different (each is scored once);
         seconds: time spent scoring.
     """
@@ -74,10 +80,13 @@ class Predictor:
     ids: list[int]
     removable: np.ndarray
     mask_id: int
-    score_ids: Callable[[list[list[int]], list[np.ndarray]], np.ndarray]
+    forward_copies: Callable[[list[list[int]], list[np.ndarray | None]], tuple[Any, Any]]
+    read_copies: Callable[[Any, Any, Any, list[np.ndarray]], Any]
     embed: Callable[[Any], Any]
     forward_embeds: Callable[..., Any]
     baseline_ids: list[int]
+    share: Hashable | None = None
+    segments: np.ndarray | None = None
     extra_args: tuple[Any, ...] = ()
     pass_tokens: int = CHUNK_TOKENS
     calls: int = 0
@@ -94,33 +103,30 @@ class Predictor:
         """(V, n) kept-token masks → (V,) explained scores; deletion drops tokens, masking replaces them.
 
         Each distinct edited copy is scored once (bins that round to the same count and methods that agree on
-        their top tokens ask for the same copy); new copies go through the model sorted by length, in passes of
-        at most ``CHUNK_TOKENS`` tokens (memory stays bounded) split where the padding saved is worth a pass.
+        their top tokens ask for the same copy), through :func:`score_copies`; copies scored before (by an
+        earlier call, or by :func:`score_copies` for a batch of examples) are not scored again.
         """
-        start = time.perf_counter()
         rows = np.asarray(keep, dtype=bool)
-        keys = [(erasure, row.tobytes()) for row in rows]
-        new = sorted(
-            {key: row for key, row in zip(keys, rows, strict=True) if key not in self._scored}.items(),
-            key=lambda item: int(item[1].sum()),
-        )
-        variants, positions = [], []
-        for _, row in new:
+        score_copies([(self, rows, erasure)])
+        self.calls += len(rows)
+        return np.array([self._scored[(erasure, row.tobytes())] for row in rows], dtype=np.float64)
+
+    def new_copies(self, keep: np.ndarray, erasure: Erasure) -> list[_Copy]:
+        """The distinct copies ``keep`` asks for that are not scored yet, in the order first asked for."""
+        found: dict[tuple[Erasure, bytes], _Copy] = {}
+        for row in np.asarray(keep, dtype=bool):
+            key = (erasure, row.tobytes())
+            if key in self._scored or key in found:
+                continue
             if erasure == "delete":
                 kept = np.flatnonzero(row)
-                variants.append([self.ids[i] for i in kept])
+                ids = [self.ids[i] for i in kept]
             else:
                 kept = np.arange(len(self.ids))
-                variants.append([token if row[i] else self.mask_id for i, token in enumerate(self.ids)])
-            positions.append(kept)
-        done = 0
-        for size in pass_sizes([len(v) for v in variants], CHUNK_TOKENS, self.pass_tokens):
-            values = self.score_ids(variants[done : done + size], positions[done : done + size])
-            self._scored.update(zip((key for key, _ in new[done : done + size]), values.tolist(), strict=True))
-            done += size
-        self.calls += len(rows)
-        self.seconds += time.perf_counter() - start
-        return np.array([self._scored[key] for key in keys], dtype=np.float64)
+                ids = [token if row[i] else self.mask_id for i, token in enumerate(self.ids)]
+            types = None if self.segments is None else self.segments[kept]
+            found[key] = _Copy(self, key, ids, kept, types)
+        return list(found.values())
 
     def full_score(self) -> float:
         """The explained score of the unedited input."""
@@ -142,6 +148,58 @@ class Predictor:
             self._attributions[steps] = _integrated_gradients(self, steps, *self._fixed)
             self.seconds += time.perf_counter() - start
         return self._attributions[steps]
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One edited copy waiting for its score: whose it is, its key there, its ids, kept positions and types."""
+
+    owner: Predictor
+    key: tuple[Erasure, bytes]
+    ids: list[int]
+    kept: np.ndarray
+    types: np.ndarray | None
+
+
+def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> None:
+    """Score the new distinct copies that each ``(predictor, (V, n) kept-token masks, erasure)`` asks for, so that
+    the predictors' :meth:`Predictor.score` finds them scored.
+
+    The copies of predictors that share a model call (same ``share``) go through it together, whatever example
+    they come from: sorted by length, in passes of at most ``CHUNK_TOKENS`` padded tokens split where the padding
+    saved is worth a pass (:func:`pass_sizes`). A copy's score depends on the other copies of its pass only
+    through padding, that is float rounding.
+    """
+    start = time.perf_counter()
+    groups: dict[Hashable, list[_Copy]] = {}
+    for predictor, keep, erasure in requests:
+        share = predictor.share if predictor.share is not None else ("alone", id(predictor))
+        groups.setdefault(share, []).extend(predictor.new_copies(keep, erasure))
+    for copies in filter(None, groups.values()):  # a group with nothing new costs nothing
+        copies.sort(key=lambda copy: len(copy.ids))  # stable: equal lengths stay in the order asked for
+        done = 0
+        for size in pass_sizes([len(copy.ids) for copy in copies], CHUNK_TOKENS, copies[0].owner.pass_tokens):
+            _score_pass(copies[done : done + size])
+            done += size
+    owners = {id(predictor): predictor for predictor, _, _ in requests}
+    for predictor in owners.values():  # the time of shared passes, split evenly
+        predictor.seconds += (time.perf_counter() - start) / len(owners)
+
+
+def _score_pass(copies: Sequence[_Copy]) -> None:
+    """One forward pass over ``copies``; each owner reads its own rows."""
+    import torch
+
+    outputs, mask = copies[0].owner.forward_copies([c.ids for c in copies], [c.types for c in copies])
+    rows_of: dict[int, list[int]] = {}
+    for row, copy in enumerate(copies):
+        rows_of.setdefault(id(copy.owner), []).append(row)
+    for rows in rows_of.values():
+        owner = copies[rows[0]].owner
+        index = torch.tensor(rows, device=mask.device)
+        with torch.inference_mode():
+            values = owner.read_copies(outputs, index, mask, [copies[r].kept for r in rows])
+        owner._scored.update(zip((copies[r].key for r in rows), values.float().cpu().numpy().tolist(), strict=True))
 
 
 def pass_sizes(lengths: Sequence[int], budget: int, pass_tokens: int) -> list[int]:
@@ -245,7 +303,7 @@ def _integrated_gradients(predictor: Predictor, steps: int, ixg: np.ndarray, gap
     return Attributions(ixg, ig_tokens, abs(float(ig_tokens.sum()) - gap), abs(gap))
 
 
-ScoreBatch = Callable[[dict[str, Any], list[np.ndarray]], Any]
+Read = Callable[[Any, Any, Any, list[np.ndarray]], Any]
 _EMBEDDERS: dict[int, Callable[[Any], Any]] = {}
 
 
@@ -254,7 +312,8 @@ def build_predictor(
     seq: Any,
     sequence: str,
     removable: np.ndarray,
-    score_batch: ScoreBatch,
+    read: Read,
+    model_kwargs: Callable[[int], dict[str, Any]] | None = None,
 ) -> Predictor:
     """A predictor for a task whose scored sequence is the model's (encoder) input.
 
@@ -263,36 +322,39 @@ def build_predictor(
         seq: the scored ``TokenSeq`` (its ids, special flags and segments).
         sequence: its name in ``Capture.sequences``.
         removable: (n,) tokens erasure may remove.
-        score_batch: model inputs (``input_ids`` or ``inputs_embeds``, ``attention_mask`` and, when the
-            tokenizer uses them, ``token_type_ids``) and each row's kept original positions → (B,) scores.
+        read: ``(outputs, rows, mask, positions)`` → (R,) scores: the model's outputs for a batch of inputs
+            (``input_ids`` or ``inputs_embeds``, ``attention_mask`` and, when the tokenizer uses them,
+            ``token_type_ids``), the (R,) rows of them that are this example's, the batch's attention mask, and the
+            original positions each of those rows keeps.
+        model_kwargs: rows → more arguments of this example's model call (an encoder-decoder's decoder input);
+            given, its copies are never scored in one pass with other examples' copies.
     """
     import torch
 
     model, tok = loaded.model, loaded.tokenizer
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    segments = np.asarray(seq.segments)
     types_used = "token_type_ids" in getattr(tok, "model_input_names", ())
+    segments = np.asarray(seq.segments) if types_used else None
 
-    def inputs(key: str, x: Any, mask: Any, positions: list[np.ndarray]) -> dict[str, Any]:
+    def call(key: str, x: Any, mask: Any, types: Sequence[np.ndarray | None]) -> Any:
         found = {key: x, "attention_mask": mask}
         if types_used:
-            types = torch.zeros_like(mask)
-            for b, kept in enumerate(positions):
-                types[b, : len(kept)] = torch.as_tensor(segments[kept], device=mask.device)
-            found["token_type_ids"] = types
-        return found
+            found["token_type_ids"] = torch.zeros_like(mask)
+            for b, row in enumerate(types):
+                found["token_type_ids"][b, : len(row)] = torch.as_tensor(row, device=mask.device)
+        return model(**found, **(model_kwargs(mask.shape[0]) if model_kwargs is not None else {}))
 
-    def score_ids(variants: list[list[int]], positions: list[np.ndarray]) -> np.ndarray:
+    def forward_copies(variants: list[list[int]], types: list[np.ndarray | None]) -> tuple[Any, Any]:
         ids, mask = pad_batch(variants, pad, loaded.device)
         with torch.inference_mode():
-            return score_batch(inputs("input_ids", ids, mask, positions), positions).float().cpu().numpy()
+            return call("input_ids", ids, mask, types), mask
 
     everything = np.arange(len(seq.ids))
 
     def forward_embeds(embeds: Any, mask: Any) -> Any:
-        return score_batch(
-            inputs("inputs_embeds", embeds, mask, [everything] * embeds.shape[0]), [everything] * embeds.shape[0]
-        )
+        rows = embeds.shape[0]
+        outputs = call("inputs_embeds", embeds, mask, [segments] * rows if segments is not None else ())
+        return read(outputs, torch.arange(rows, device=mask.device), mask, [everything] * rows)
 
     special = np.asarray(seq.special)
     return Predictor(
@@ -300,10 +362,14 @@ def build_predictor(
         ids=list(seq.ids),
         removable=removable,
         mask_id=mask_token_id(tok),
-        score_ids=score_ids,
+        forward_copies=forward_copies,
+        read_copies=read,
         embed=input_embedder(model, pad),
         forward_embeds=forward_embeds,
         baseline_ids=[token if special[i] else pad for i, token in enumerate(seq.ids)],
+        # One model, called the same way: copies of any of its examples can share a pass.
+        share=None if model_kwargs is not None else ("model", id(model)),
+        segments=segments,
         extra_args=(torch.ones((1, len(seq.ids)), dtype=torch.long, device=loaded.device),),
         pass_tokens=CPU_PASS_TOKENS if torch.device(loaded.device).type == "cpu" else CHUNK_TOKENS,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from attnviz.types import OnProgress
 
 MAX_ROWS = 20
 # Without a terminal, progress is a log line each time this share of the total is done (or every
@@ -41,10 +43,9 @@ def visible(text: object) -> str:
 
 
 @contextmanager
-def progress_bar(
-    console: Console, label: str, total: int | None = None, quiet: bool = False
-) -> Iterator[Callable[[int], None]]:
-    """Yield a callback taking the number of examples done (called after each example).
+def progress_bar(console: Console, label: str, total: int | None = None, quiet: bool = False) -> Iterator[OnProgress]:
+    """Yield a callback taking the examples' worth of work done (``attnviz.types.OnProgress``; a float between
+    whole examples while a batch is analysed).
 
     On a terminal: a bar with the total (when known), examples per second and the time left, which counts
     everything a run does per example, trust checks included. Elsewhere (a CI log): a plain line every
@@ -68,7 +69,7 @@ def progress_bar(
         task = progress.add_task(label, total=total, rate="")
         started = time.monotonic()
 
-        def update(done: int) -> None:
+        def update(done: float) -> None:
             seconds = time.monotonic() - started
             rate = f"{done / seconds:.2f} examples/s" if done and seconds > 0 else ""
             progress.update(task, completed=done, rate=rate)
@@ -76,14 +77,15 @@ def progress_bar(
         yield update
 
 
-def _log_lines(console: Console, label: str, total: int | None) -> Callable[[int], None]:
+def _log_lines(console: Console, label: str, total: int | None) -> OnProgress:
     step = max(1, math.ceil(total * LOG_EVERY)) if total else LOG_EVERY_UNKNOWN
     started, logged = time.monotonic(), [0]
 
-    def log(done: int) -> None:
-        if done - logged[0] < step and done != total:
+    def log(done: float) -> None:
+        whole = int(done)  # a line counts whole examples
+        if whole == logged[0] or (whole - logged[0] < step and whole != total):
             return
-        logged[0] = done
+        logged[0] = done = whole
         seconds = time.monotonic() - started
         rate = done / seconds if seconds > 0 else 0.0
         parts = [f"{label}: {done}/{total if total is not None else '?'} examples", f"{rate:.2f} examples/s"]

@@ -107,10 +107,10 @@ class ClassifyTask(TaskAdapter):
             return None
         seq = capture.sequences[INPUT]
 
-        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
-            return torch.softmax(loaded.model(**inputs).logits.float(), dim=-1)[:, index]
+        def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
+            return torch.softmax(outputs.logits[rows].float(), dim=-1)[:, index]
 
-        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, read)
 
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel

@@ -85,13 +85,13 @@ class EncodeTask(TaskAdapter):
                 out = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids))
                 pair = mean_pool(out.last_hidden_state, torch.ones_like(ids)).clone()
 
-        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
-            pooled = mean_pool(loaded.model(**inputs).last_hidden_state, inputs["attention_mask"])
+        def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
+            pooled = mean_pool(outputs.last_hidden_state[rows], mask[rows])
             if pair is None:
                 return pooled.norm(dim=-1)
             return torch.nn.functional.cosine_similarity(pooled, pair.expand_as(pooled), dim=-1)
 
-        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, read)
 
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel

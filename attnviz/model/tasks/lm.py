@@ -108,8 +108,8 @@ class LanguageModelTask(TaskAdapter):
         prompt = capture.prediction.details["prompt_tokens"]
         removable = ~seq.special_mask & (np.arange(len(seq)) < prompt)
 
-        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
-            logprobs = torch.log_softmax(loaded.model(**inputs).logits.float(), dim=-1)
+        def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
+            logprobs = torch.log_softmax(outputs.logits[rows].float(), dim=-1)
             scores = []
             for b, kept in enumerate(positions):
                 # continuation token at new position j is predicted by row j - 1
@@ -119,7 +119,7 @@ class LanguageModelTask(TaskAdapter):
                 scores.append(logprobs[b, rows, tokens].mean())
             return torch.stack(scores)
 
-        return build_predictor(loaded, seq, INPUT, removable, score_batch)
+        return build_predictor(loaded, seq, INPUT, removable, read)
 
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel

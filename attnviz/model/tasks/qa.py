@@ -110,11 +110,10 @@ class QuestionAnsweringTask(TaskAdapter):
         seq = capture.sequences[INPUT]
         start, end = capture.prediction.details["start_token"], capture.prediction.details["end_token"]
 
-        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
-            out = loaded.model(**inputs)
-            padding = inputs["attention_mask"] == 0
-            p_start = torch.softmax(out.start_logits.float().masked_fill(padding, -1e9), dim=-1)
-            p_end = torch.softmax(out.end_logits.float().masked_fill(padding, -1e9), dim=-1)
+        def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
+            padding = mask[rows] == 0
+            p_start = torch.softmax(outputs.start_logits[rows].float().masked_fill(padding, -1e9), dim=-1)
+            p_end = torch.softmax(outputs.end_logits[rows].float().masked_fill(padding, -1e9), dim=-1)
             scores = []
             for b, kept in enumerate(positions):
                 where = {int(p): j for j, p in enumerate(kept)}
@@ -124,7 +123,7 @@ class QuestionAnsweringTask(TaskAdapter):
                     scores.append(p_start.new_zeros(()))
             return torch.stack(scores)
 
-        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, score_batch)
+        return build_predictor(loaded, seq, INPUT, ~seq.special_mask, read)
 
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel

@@ -125,13 +125,19 @@ class Seq2SeqTask(TaskAdapter):
         target = torch.tensor([capture.sequences[TARGET].ids], device=loaded.device)
         decoder = torch.tensor([capture.sequences[DECODER_INPUT].ids], device=loaded.device)
 
-        def score_batch(inputs: dict[str, Any], positions: list[np.ndarray]) -> Any:
-            rows = inputs["attention_mask"].shape[0]
-            out = loaded.model(**inputs, decoder_input_ids=decoder.expand(rows, -1))
-            logprobs = torch.log_softmax(out.logits.float(), dim=-1)
-            return logprobs.gather(-1, target.expand(rows, -1).unsqueeze(-1)).squeeze(-1).mean(dim=-1)
+        def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
+            logprobs = torch.log_softmax(outputs.logits[rows].float(), dim=-1)
+            return logprobs.gather(-1, target.expand(len(rows), -1).unsqueeze(-1)).squeeze(-1).mean(dim=-1)
 
-        return build_predictor(loaded, source, SOURCE, ~source.special_mask, score_batch)
+        # The decoder input is this example's own, so its copies go through the model apart from other examples'.
+        return build_predictor(
+            loaded,
+            source,
+            SOURCE,
+            ~source.special_mask,
+            read,
+            model_kwargs=lambda rows: {"decoder_input_ids": decoder.expand(rows, -1)},
+        )
 
     def interpret(
         self, forward: Forward, batch: Batch, b: int, sequences: Mapping[str, TokenSeq], loaded: LoadedModel
