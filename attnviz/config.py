@@ -44,9 +44,9 @@ class Preset:
 
 
 PRESETS = {
-    "quick": Preset(("attention", "rollout", "heads"), ("html",), "a first look: no model re-runs, no PNG", 3.2),
-    "review": Preset(DEFAULT_METHODS, DEFAULT_FORMATS, "the default: heatmaps and the trust checks", 121),
-    "full": Preset(("all",), DEFAULT_FORMATS, "everything, attention flow included", 671),
+    "quick": Preset(("attention", "rollout", "heads"), ("html",), "a first look: no model re-runs, no PNG", 4),
+    "review": Preset(DEFAULT_METHODS, DEFAULT_FORMATS, "the default: heatmaps and the trust checks", 86),
+    "full": Preset(("all",), DEFAULT_FORMATS, "everything, attention flow included", 760),
 }
 DEFAULT_PRESET = "review"
 # A render of literal texts alone, with no --preset, --method or --format: someone trying a sentence, who wants
