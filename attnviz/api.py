@@ -126,7 +126,7 @@ def render_reports(
                 and not options.allow_empty
                 and count_records(inputs, options.literal_text, options.dataset) in (0, None)
             ):
-                named = [*inputs, *([f"--dataset {options.dataset.describe()}"] if options.dataset else [])]
+                named = [*inputs, *_dataset_named(options)]
                 raise InputError(", ".join(named), "has no examples (pass --allow-empty if that is expected)")
         except BaseException as err:  # Ctrl-C and bugs too: a summary must never say "complete" for a cut run
             status, error = "failed", _failure(err)
@@ -176,6 +176,11 @@ def expected_examples(inputs: Sequence[str], options: RenderOptions, shard: bool
     return sum(sizes[index::count])
 
 
+def _dataset_named(options: RenderOptions) -> list[str]:
+    """The ``--dataset`` input as the run names it after the input arguments (none without one)."""
+    return [options.dataset.describe()] if options.dataset is not None else []
+
+
 def _failure(err: BaseException) -> str:
     """What summary.json's ``error`` says about the exception that ended a run."""
     if isinstance(err, KeyboardInterrupt):
@@ -207,7 +212,7 @@ def run_info(
         "inputs": [
             "<text>" if options.literal_text or (arg != "-" and input_path(arg) is None) else arg for arg in inputs
         ]
-        + ([f"--dataset {options.dataset.describe()}"] if options.dataset else []),
+        + _dataset_named(options),
         "options": {
             "max_length": max_length,
             "batch_size": options.batch_size,

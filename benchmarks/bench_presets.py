@@ -19,23 +19,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_capture import batches_of, child_env, default_max_length, load_bare_classifier  # noqa: E402
+from bench_pages import timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_LOOK = "The pizza was surprisingly good."
 
 
 def median_seconds(run, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(timed(run) for _ in range(repeats))
 
 
 def main() -> None:

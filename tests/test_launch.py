@@ -325,7 +325,7 @@ import json, os, time
 from attnviz.model.distributed import ProcessGroup, RankError, detect_launch
 launch = detect_launch(os.environ)
 with ProcessGroup(launch) as group:
-    group.barrier()
+    group.gather(None)  # both ranks have joined
     if launch.rank == 1:
         time.sleep(120)
     started = time.monotonic()

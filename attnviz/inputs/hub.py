@@ -71,9 +71,9 @@ class DatasetSource:
         return found["split"], start, stop
 
     def describe(self) -> str:
-        """How the run's summary names it: ``name[config]:split``."""
+        """How the run's summary and messages name it, among the inputs: ``--dataset name[config]:split``."""
         config = f"[{self.config}]" if self.config else ""
-        return f"{self.name}{config}:{self.split}"
+        return f"--dataset {self.name}{config}:{self.split}"
 
 
 def read_dataset(source: DatasetSource, spec: InputSpec) -> Records:

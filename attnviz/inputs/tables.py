@@ -343,24 +343,13 @@ def _count_saved(path: Path) -> int:
     return len(_saved_split(path))
 
 
-register_reader(
-    Reader(
-        "csv",
-        "comma-separated values, a header row naming the columns",
-        partial(_read_table, kind="csv"),
-        partial(_count_table, kind="csv"),
-        (".csv",),
+for _kind, _reads in (
+    ("csv", "comma-separated values, a header row naming the columns"),
+    ("tsv", "tab-separated values (no quoting), a header row naming the columns"),
+):
+    register_reader(
+        Reader(_kind, _reads, partial(_read_table, kind=_kind), partial(_count_table, kind=_kind), (f".{_kind}",))
     )
-)
-register_reader(
-    Reader(
-        "tsv",
-        "tab-separated values (no quoting), a header row naming the columns",
-        partial(_read_table, kind="tsv"),
-        partial(_count_table, kind="tsv"),
-        (".tsv",),
-    )
-)
 register_reader(
     Reader("parquet", "Parquet, read one row group at a time", _read_parquet, _count_parquet, (".parquet",))
 )

@@ -249,10 +249,6 @@ class ProcessGroup:
         self._group.allgather([found], [padded]).wait()
         return [pickle.loads(item[:length].numpy().tobytes()) for item, length in zip(found, lengths, strict=True)]
 
-    def barrier(self) -> None:
-        """Wait for every rank (as :meth:`gather`, with nothing to exchange)."""
-        self.gather(None)
-
     def close(self) -> None:
         """Free the group: its worker threads are joined here, not at interpreter exit (safe to call twice)."""
         self._group = None
