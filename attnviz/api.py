@@ -350,8 +350,7 @@ class _BatchProgress:
     def __init__(self, report: OnProgress | None) -> None:
         self.report = report
         self.analysis_seconds = self.write_seconds = 0.0
-        self.base, self.size, self.analysed_share, self.done = 0, 0, 0.0, 0
-        self.started = self.analysed_at = time.perf_counter()
+        self.start(0, 0)
 
     def start(self, base: int, size: int) -> None:
         self.base, self.size, self.analysed_share, self.done = base, size, 0.0, 0
