@@ -9,13 +9,20 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from attnviz.analysis.pipeline import ExampleReport, analyze_batch, combined_needs, expand_methods, trust_sample
+from attnviz.analysis.pipeline import (
+    BatchReruns,
+    ExampleReport,
+    analyze_batch,
+    combined_needs,
+    expand_methods,
+    trust_sample,
+)
 from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
 from attnviz.inputs import InputSpec, count_records, input_path, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
-from attnviz.model.predictor import score_copies
+from attnviz.model.predictor import attribute, score_copies
 from attnviz.model.tasks import get_task
 from attnviz.output import get_renderer
 from attnviz.output.aggregate import DatasetAggregate
@@ -400,8 +407,9 @@ class _Explainer:
         """One forward (and backward) pass for the batch, then the analyses of each example whose id is not in
         ``skip``; a batch with nothing left to analyse costs nothing. The batch is captured whole however much
         of it is skipped: padding changes floating-point sums, and a resumed run must give an uninterrupted one's
-        numbers. The edited copies of the batch's examples are scored together (``analyze_batch``), so its
-        reports come together; ``on_step`` gets the share of the batch's analyses done as they go."""
+        numbers. The edited copies and gradient steps of the batch's examples are run together
+        (``analyze_batch``), so its reports come together; ``on_step`` gets the share of the batch's analyses done
+        as they go."""
         if all(example.id in skip for example in batch):
             return
         tick = time.perf_counter()
@@ -427,7 +435,7 @@ class _Explainer:
             options=self.options.analysis,
             predictors=predictors,
             sampled_out=left_out,
-            score_copies=score_copies,
+            together=BatchReruns(score_copies=score_copies, attribute=attribute),
             on_step=on_step,
         )
         self.recheck_seconds += sum(predictor.seconds for predictor in predictors if predictor is not None)

@@ -103,8 +103,10 @@ def test_fast_views_equal_eager_views(
                 a, b = getattr(reference, name), getattr(views, name)
                 assert (a is None) == (b is None), f"{kind}.{name}"
                 if a is not None:
-                    # Probabilities to 1e-5 absolute; raw gradients and norms (not bounded by 1) relative too.
-                    rtol = 1e-5 if name in ("full_grads", "value_norms") else 0
+                    # Probabilities to 1e-5 absolute; raw gradients and norms (not bounded by 1) relative too,
+                    # gradients to 1e-4: SDPA's fused backward sums in another order than eager's (seen: 9e-5 on
+                    # one of 3,528 llama gradients, on one CPU of several).
+                    rtol = {"full_grads": 1e-4, "value_norms": 1e-5}.get(name, 0)
                     np.testing.assert_allclose(b, a, atol=1e-5, rtol=rtol, err_msg=f"{family} {kind}.{name}")
             assert reference.stats.keys() == views.stats.keys()
             for name, values in reference.stats.items():

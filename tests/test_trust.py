@@ -168,7 +168,7 @@ def test_integrated_gradients_completeness_on_a_tiny_bert(tiny_loaded: Callable)
     found = predictor.attributions(steps=50)
     full = predictor.full_score()
     outputs, mask = predictor.forward_copies([predictor.baseline_ids], [predictor.segments])
-    baseline = float(predictor.read_copies(outputs, torch.tensor([0]), mask, [np.arange(len(predictor.ids))])[0])
+    baseline = float(predictor.read(outputs, torch.tensor([0]), mask, [np.arange(len(predictor.ids))])[0])
     gap = full - baseline
     assert abs(found.integrated_gradients.sum() - gap) <= found.delta + 1e-6
     assert found.gap == pytest.approx(abs(gap), abs=1e-5)

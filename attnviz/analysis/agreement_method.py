@@ -1,17 +1,20 @@
 """``agreement``: how attention-derived scores rank tokens compared with gradient attributions.
 
-Input×Gradient and Integrated Gradients (captum, on the input embeddings) are computed through the
-example's predictor; each attention-derived method's scores are compared with both by Kendall τ over
+Input×Gradient and Integrated Gradients (as captum computes them, on the input embeddings) are computed
+through the example's predictor; each attention-derived method's scores are compared with both by Kendall τ over
 the erasable tokens. These are descriptive numbers: transformer explanation methods often disagree.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from attnviz.analysis.agreement import kendall_tau
 from attnviz.analysis.base import AnalysisContext, AnalysisResult, TokenScores, without_predictor
 from attnviz.analysis.faithfulness import scored_methods
+from attnviz.config import AnalysisOptions
 from attnviz.types import Capture, Needs
 
 #: Integrated Gradients is trusted when its convergence delta is under this share of |F(x) − F(baseline)|.
@@ -24,15 +27,22 @@ class Agreement:
     # Reads the attention-derived scores; its own gradient scores are then tested by faithfulness.
     needs = Needs(model_reruns=True, reads_scores=True, produces_scores=True)
 
+    def steps_wanted(self, capture: Capture, context: AnalysisContext) -> int | None:
+        """The Integrated Gradients step count :meth:`run` still needs (None: none), so that a batch's steps can be
+        computed together first (``attnviz.analysis.pipeline.analyze_batch``)."""
+        if context.predictor is None:
+            return None
+        steps, found = ig_schedule(context.predictor, context.options)
+        return steps if found is None else None
+
     def run(self, capture: Capture, context: AnalysisContext) -> AnalysisResult:
         predictor = context.predictor
         if predictor is None:
             return without_predictor(self.name, capture, context)
-        steps = context.options.ig_first_steps
-        found = predictor.attributions(steps)
-        while found.relative_delta > IG_DELTA_BOUND and steps < context.options.ig_steps:
-            steps = min(2 * steps, context.options.ig_steps)
-            found = predictor.attributions(steps)
+        steps, found = ig_schedule(predictor, context.options)
+        while found is None:
+            predictor.attributions(steps)
+            steps, found = ig_schedule(predictor, context.options)
         ixg, ig = found.input_x_gradient, found.integrated_gradients
         removable = predictor.removable
         n = len(predictor.ids)
@@ -74,3 +84,15 @@ class Agreement:
             scalars[f"agreement_ig.{scores.method}"] = kendall_tau(attention, np.abs(ig)[removable])
             scalars[f"agreement_ixg.{scores.method}"] = kendall_tau(attention, np.abs(ixg)[removable])
         return AnalysisResult(name=self.name, token_scores=gradient_scores, scalars=scalars, messages=messages)
+
+
+def ig_schedule(predictor: Any, options: AnalysisOptions) -> tuple[int, Any]:
+    """Where Integrated Gradients stands: ``ig_first_steps`` steps, doubled (up to ``ig_steps``) while the delta is
+    above :data:`IG_DELTA_BOUND`. Returns the steps it stopped at and their attributions, or the next steps to
+    compute and None."""
+    steps = options.ig_first_steps
+    while (found := predictor.attributed(steps)) is not None:
+        if found.relative_delta <= IG_DELTA_BOUND or steps >= options.ig_steps:
+            return steps, found
+        steps = min(2 * steps, options.ig_steps)
+    return steps, None

@@ -155,9 +155,18 @@ def analyze(
     return dataclasses.replace(report, index=index)
 
 
-#: ``[(predictor, (V, n) kept-token masks, erasure), ...]`` → nothing: scores those copies of several examples
-#: together, so that each predictor finds them scored (``attnviz.model.predictor.score_copies``).
-ScoreCopies = Callable[[list[tuple[Any, np.ndarray, str]]], None]
+@dataclass(frozen=True)
+class BatchReruns:
+    """The model side's re-runs of several examples together (``attnviz.model.predictor``), which each example's
+    predictor then finds done.
+
+    Attributes:
+        score_copies: ``[(predictor, (V, n) kept-token masks, erasure), ...]`` → scores those edited copies.
+        attribute: ``[(predictor, steps), ...]`` → computes those gradient attributions.
+    """
+
+    score_copies: Callable[[list[tuple[Any, np.ndarray, str]]], None]
+    attribute: Callable[[list[tuple[Any, int]]], None]
 
 
 def analyze_batch(
@@ -168,14 +177,15 @@ def analyze_batch(
     options: AnalysisOptions | None = None,
     predictors: Sequence[Any] | None = None,
     sampled_out: Sequence[bool] | None = None,
-    score_copies: ScoreCopies | None = None,
+    together: BatchReruns | None = None,
     on_step: Callable[[float], None] | None = None,
 ) -> list[ExampleReport]:
     """Run the analyses on several captures (a batch), one analysis on every capture before the next.
 
-    Before an analysis that says which edited copies it will score (``copies``, as faithfulness does) runs,
-    ``score_copies`` scores every capture's copies together; each report then equals :func:`analyze` of its
-    capture alone, up to the float rounding of padding in shared passes. ``on_step`` is called with the share of
+    Before an analysis that says which edited copies it will score (``copies``, as faithfulness does) or which
+    gradient steps it needs (``steps_wanted``, as agreement does) runs, ``together`` does that work for every
+    capture at once; each report then equals :func:`analyze` of its capture alone, up to the float rounding of
+    padding in shared passes. ``on_step`` is called with the share of
     the batch's analyses done (0–1] after each analysis of each capture. Report indices are the examples'.
     """
     options = options or AnalysisOptions()
@@ -189,12 +199,8 @@ def analyze_batch(
             AnalysisContext(previous=dict(found), options=options, predictor=predictor, sampled_out=out)
             for found, predictor, out in zip(results, predictors, left_out, strict=True)
         ]
-        plan = getattr(analysis, "copies", None)
-        if score_copies is not None and plan is not None:
-            planned = [(context, plan(capture, context)) for capture, context in zip(captures, contexts, strict=True)]
-            requests = [(context.predictor, *copies) for context, copies in planned if copies is not None]
-            if requests:
-                score_copies(requests)
+        if together is not None:
+            _rerun_together(analysis, captures, contexts, together)
         for done, (found, capture, context) in enumerate(zip(results, captures, contexts, strict=True), start=1):
             found[name] = analysis.run(capture, context)
             if on_step is not None:
@@ -209,6 +215,25 @@ def analyze_batch(
         )
         for capture, found in zip(captures, results, strict=True)
     ]
+
+
+def _rerun_together(
+    analysis: Any, captures: Sequence[Capture], contexts: Sequence[AnalysisContext], together: BatchReruns
+) -> None:
+    """Do the model re-runs the analysis will ask for, for every capture at once."""
+    pairs = list(zip(captures, contexts, strict=True))
+    plan = getattr(analysis, "copies", None)
+    if plan is not None:
+        planned = [(context.predictor, plan(capture, context)) for capture, context in pairs]
+        requests = [(predictor, *copies) for predictor, copies in planned if copies is not None]
+        if requests:
+            together.score_copies(requests)
+    wanted = getattr(analysis, "steps_wanted", None)
+    while wanted is not None:  # each round: the steps every example still needs (IG doubles its steps)
+        steps = [(context.predictor, s) for capture, context in pairs if (s := wanted(capture, context)) is not None]
+        if not steps:
+            break
+        together.attribute(steps)
 
 
 def trust_sample(records: int | None, size: int, seed: int) -> frozenset[int] | None:

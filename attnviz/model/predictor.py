@@ -7,7 +7,6 @@ and "what do gradient attributions say about each token?" (agreement). Task adap
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ import numpy as np
 from attnviz.model.loaded import LoadedModel
 
 Erasure = Literal["delete", "mask"]
-CHUNK = 32  # integrated-gradients steps per forward and backward pass, for short inputs
-#: Tokens (copies × padded length) per forward pass when scoring edited copies: bounds memory at any input length.
+#: Padded tokens per forward pass (rows × longest), for edited copies and for gradient steps alike: bounds memory at
+#: any input length (a backward keeps each row's activations).
 CHUNK_TOKENS = 4096
 #: What one more forward pass costs, in padded tokens, when splitting edited copies into passes. On a CPU the time
 #: is about proportional to padded tokens, plus about 5 ms a pass, which is the time of some 30 tokens of MiniLM
@@ -53,41 +52,44 @@ class Attributions:
 
 @dataclass
 class Predictor:
-    """Scores edited copies of one example.
+    """Scores edited copies of one example and attributes its score to its input embeddings.
 
     Attributes:
         sequence: name of the scored token sequence in ``Capture.sequences``.
         ids: (n,) its token ids.
         removable: (n,) tokens erasure may remove: never special tokens (and for ``lm`` only the prompt).
         mask_id: the id ``--erasure mask`` puts in place of a removed token.
-        forward_copies: edited id lists and each one's token types (None when the model takes none) → the
-            model's outputs and the (V, w) attention mask of the padded copies, under ``inference_mode``.
-        read_copies: ``(outputs, rows, mask, positions)`` → this example's scores of the copies in ``rows``
-            (a (R,) index into the outputs), given the original positions each keeps.
-        share: predictors with the same (not None) ``share`` run one model the same way, so the copies of several
-            examples may go through it in one pass (:func:`score_copies`); None: only this example's copies.
-        segments: (n,) token type of each position, or None when the model takes no token types.
+        run_model: ``(key, x, mask, types)`` → the model's outputs for a right-padded batch: ``x`` is (B, w) ids
+            (``key`` ``input_ids``) or (B, w, D) embeddings (``inputs_embeds``), ``mask`` the (B, w) attention
+            mask, ``types`` each row's token types (None entries, or empty, when the model takes none). Gradient
+            mode is the caller's.
+        read: ``(outputs, rows, mask, positions)`` → this example's (R,) scores of the rows ``rows`` (a (R,) index
+            into the outputs), given the original positions each keeps.
         embed: (B, n) ids → (B, n, D) input embeddings, exactly as the model computes them.
-        forward_embeds: differentiable (B, n, D) embeddings (+ extra args) → (B,) score.
-        extra_args: tensors passed to ``forward_embeds`` after the embeddings (captum repeats them).
         baseline_ids: (n,) the integrated-gradients baseline: special tokens kept, the rest ``pad``.
+        pad_id: the id padding positions get.
+        device: where the model's inputs go.
+        share: predictors with the same (not None) ``share`` run one model the same way, so the copies and gradient
+            steps of several examples may go through it in one pass (:func:`score_copies`, :func:`attribute`);
+            None: only this example's.
+        segments: (n,) token type of each position, or None when the model takes no token types.
         pass_tokens: the cost of one more forward pass, in padded tokens (see :data:`CPU_PASS_TOKENS`).
         calls: edited copies asked for so far; distinct: how many of them were different (each is scored once);
-        seconds: time spent scoring.
+        seconds: time spent scoring and attributing.
     """
 
     sequence: str
     ids: list[int]
     removable: np.ndarray
     mask_id: int
-    forward_copies: Callable[[list[list[int]], list[np.ndarray | None]], tuple[Any, Any]]
-    read_copies: Callable[[Any, Any, Any, list[np.ndarray]], Any]
+    run_model: Callable[[str, Any, Any, Sequence[np.ndarray | None]], Any]
+    read: Callable[[Any, Any, Any, list[np.ndarray]], Any]
     embed: Callable[[Any], Any]
-    forward_embeds: Callable[..., Any]
     baseline_ids: list[int]
+    pad_id: int
+    device: Any
     share: Hashable | None = None
     segments: np.ndarray | None = None
-    extra_args: tuple[Any, ...] = ()
     pass_tokens: int = CHUNK_TOKENS
     calls: int = 0
     seconds: float = 0.0
@@ -128,26 +130,28 @@ class Predictor:
             found[key] = _Copy(self, key, ids, kept, types)
         return list(found.values())
 
+    def forward_copies(self, variants: list[list[int]], types: list[np.ndarray | None]) -> tuple[Any, Any]:
+        """Edited id lists and each one's token types → the model's outputs and the (V, w) attention mask of the
+        padded copies, under ``inference_mode``."""
+        import torch
+
+        ids, mask = pad_batch(variants, self.pad_id, self.device)
+        with torch.inference_mode():
+            return self.run_model("input_ids", ids, mask, types), mask
+
     def full_score(self) -> float:
         """The explained score of the unedited input."""
         return float(self.score(np.ones((1, len(self.ids)), dtype=bool))[0])
 
     def attributions(self, steps: int) -> Attributions:
         """Input×Gradient and Integrated Gradients per token (signed sums over embedding dimensions), IG's
-        convergence delta and what it should sum to.
-
-        Both come from captum on the input embeddings (so encoder-decoders attribute the source only).
-        IG runs ``steps`` Gauss-Legendre steps from the embeddings of ``baseline_ids``. Input×Gradient and
-        F(x) − F(baseline), which IG's delta is measured against, are computed once however many step counts are
-        tried.
-        """
-        if steps not in self._attributions:
-            start = time.perf_counter()
-            if self._fixed is None:
-                self._fixed = _step_free_attributions(self)
-            self._attributions[steps] = _integrated_gradients(self, steps, *self._fixed)
-            self.seconds += time.perf_counter() - start
+        convergence delta and what it should sum to, through :func:`attribute` (once per step count)."""
+        attribute([(self, steps)])
         return self._attributions[steps]
+
+    def attributed(self, steps: int) -> Attributions | None:
+        """The attributions with ``steps`` steps when they are computed already; None otherwise."""
+        return self._attributions.get(steps)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,31 @@ class _Copy:
     types: np.ndarray | None
 
 
+def _shared_groups(owners: Sequence[Predictor]) -> dict[Hashable, list[int]]:
+    """Positions in ``owners`` grouped by the model call they can share (``Predictor.share``)."""
+    groups: dict[Hashable, list[int]] = {}
+    for position, owner in enumerate(owners):
+        groups.setdefault(owner.share if owner.share is not None else ("alone", id(owner)), []).append(position)
+    return groups
+
+
+def _charge(owners: Sequence[Predictor], start: float) -> None:
+    """Split the time since ``start`` evenly between the distinct ``owners`` (they shared the passes)."""
+    distinct = {id(owner): owner for owner in owners}
+    for owner in distinct.values():
+        owner.seconds += (time.perf_counter() - start) / len(distinct)
+
+
+def _in_passes(items: list[Any], length: Callable[[Any], int], run: Callable[[list[Any]], None]) -> None:
+    """Run ``items`` sorted by length (stable: equal lengths keep their order) in the passes :func:`pass_sizes`
+    chooses for their owner's pass cost."""
+    items.sort(key=length)
+    done = 0
+    for size in pass_sizes([length(item) for item in items], CHUNK_TOKENS, items[0].owner.pass_tokens):
+        run(items[done : done + size])
+        done += size
+
+
 def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> None:
     """Score the new distinct copies that each ``(predictor, (V, n) kept-token masks, erasure)`` asks for, so that
     the predictors' :meth:`Predictor.score` finds them scored.
@@ -171,19 +200,12 @@ def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> N
     through padding, that is float rounding.
     """
     start = time.perf_counter()
-    groups: dict[Hashable, list[_Copy]] = {}
-    for predictor, keep, erasure in requests:
-        share = predictor.share if predictor.share is not None else ("alone", id(predictor))
-        groups.setdefault(share, []).extend(predictor.new_copies(keep, erasure))
-    for copies in filter(None, groups.values()):  # a group with nothing new costs nothing
-        copies.sort(key=lambda copy: len(copy.ids))  # stable: equal lengths stay in the order asked for
-        done = 0
-        for size in pass_sizes([len(copy.ids) for copy in copies], CHUNK_TOKENS, copies[0].owner.pass_tokens):
-            _score_pass(copies[done : done + size])
-            done += size
-    owners = {id(predictor): predictor for predictor, _, _ in requests}
-    for predictor in owners.values():  # the time of shared passes, split evenly
-        predictor.seconds += (time.perf_counter() - start) / len(owners)
+    owners = [predictor for predictor, _, _ in requests]
+    for positions in _shared_groups(owners).values():
+        copies = [copy for p in positions for copy in owners[p].new_copies(requests[p][1], requests[p][2])]
+        if copies:  # a group with nothing new costs nothing
+            _in_passes(copies, lambda copy: len(copy.ids), _score_pass)
+    _charge(owners, start)
 
 
 def _score_pass(copies: Sequence[_Copy]) -> None:
@@ -191,37 +213,171 @@ def _score_pass(copies: Sequence[_Copy]) -> None:
     import torch
 
     outputs, mask = copies[0].owner.forward_copies([c.ids for c in copies], [c.types for c in copies])
-    rows_of: dict[int, list[int]] = {}
-    for row, copy in enumerate(copies):
-        rows_of.setdefault(id(copy.owner), []).append(row)
-    for rows in rows_of.values():
-        owner = copies[rows[0]].owner
+    for owner, rows in _rows_by_owner(copies):
         index = torch.tensor(rows, device=mask.device)
         with torch.inference_mode():
-            values = owner.read_copies(outputs, index, mask, [copies[r].kept for r in rows])
+            values = owner.read(outputs, index, mask, [copies[r].kept for r in rows])
         owner._scored.update(zip((copies[r].key for r in rows), values.float().cpu().numpy().tolist(), strict=True))
 
 
+def _rows_by_owner(items: Sequence[Any]) -> list[tuple[Predictor, list[int]]]:
+    """Each owner of a pass's rows, with its rows (identity, not equality, tells owners apart)."""
+    found: dict[int, tuple[Predictor, list[int]]] = {}
+    for row, item in enumerate(items):
+        found.setdefault(id(item.owner), (item.owner, []))[1].append(row)
+    return list(found.values())
+
+
+@dataclass
+class _Job:
+    """The gradient passes one predictor asks for: ``steps`` Integrated Gradients steps, or (``steps`` None) the
+    step-free part: the input (Input×Gradient and F(x)) and the baseline (F(baseline)).
+
+    ``inputs``, ``baseline``: (n, D) embeddings; ``total``: (n, D) Σ_s w_s ∂F/∂x(α_s), summed as the steps come.
+    """
+
+    owner: Predictor
+    steps: int | None
+    inputs: Any
+    baseline: Any
+    alphas: list[float] = field(default_factory=list)
+    weights: Any = None
+    total: Any = None
+    scores: dict[int, Any] = field(default_factory=dict)
+    input_x_gradient: np.ndarray | None = None
+
+    def point(self, index: int) -> Any:
+        """(n, D) embeddings of point ``index``: a step b + α (x − b) as captum forms it, or the input, the
+        baseline."""
+        if self.steps is not None:
+            return self.baseline + self.alphas[index] * (self.inputs - self.baseline)
+        return self.inputs if index == 0 else self.baseline
+
+    def take(self, index: int, score: Any, gradient: Any) -> None:
+        """Keep what point ``index``'s pass gave: its (n, D) gradient and its score."""
+        if self.steps is not None:
+            weighted = gradient * self.weights[index]
+            self.total = weighted if self.total is None else self.total + weighted
+        elif index == 0:
+            self.input_x_gradient = (self.inputs * gradient).sum(dim=-1).double().cpu().numpy()
+        self.scores[index] = score
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One row of a gradient pass: point ``index`` of ``job``."""
+
+    job: _Job
+    index: int
+
+    @property
+    def owner(self) -> Predictor:
+        return self.job.owner
+
+
+def attribute(requests: Sequence[tuple[Predictor, int]]) -> None:
+    """Compute Input×Gradient and ``steps``-step Integrated Gradients for each ``(predictor, steps)`` not computed
+    yet, so that :meth:`Predictor.attributions` finds them.
+
+    Integrated Gradients is captum's ``IntegratedGradients`` with ``method="gausslegendre"`` on the input
+    embeddings (encoder-decoders: the source's): Σ_s w_s ∂F/∂x at b + α_s (x − b), times (x − b), summed over the
+    embedding dimensions; its delta is |Σ IG − (F(x) − F(baseline))|. Input×Gradient is x · ∂F/∂x (captum's
+    ``InputXGradient``), and F(x) comes from the same pass. The points of every request (the input, the baseline
+    and each step) are rows of shared passes of at most ``CHUNK_TOKENS`` tokens, examples of one length together
+    and never padded: given embeddings instead of ids, a model cannot tell padding apart (GPT-2's classifier pools
+    the last position that is not ``pad``, found from the ids). A row's gradient depends on the other rows of its
+    pass only through float rounding.
+    """
+    start = time.perf_counter()
+    jobs: list[_Job] = []
+    asked: set[tuple[int, int]] = set()
+    for predictor, steps in requests:
+        if steps in predictor._attributions or (id(predictor), steps) in asked:
+            continue
+        asked.add((id(predictor), steps))
+        inputs, baseline = _embeddings(predictor)
+        if predictor._fixed is None and (id(predictor), 0) not in asked:
+            asked.add((id(predictor), 0))
+            jobs.append(_Job(predictor, None, inputs, baseline))
+        jobs.append(_gauss_legendre(_Job(predictor, steps, inputs, baseline)))
+    if not jobs:
+        return
+    owners = [job.owner for job in jobs]
+    for positions in _shared_groups(owners).values():
+        by_length: dict[int, list[_Point]] = {}
+        for j in positions:
+            points = [_Point(jobs[j], index) for index in range(2 if jobs[j].steps is None else jobs[j].steps)]
+            by_length.setdefault(len(jobs[j].owner.ids), []).extend(points)
+        for points in by_length.values():
+            _in_passes(points, lambda point: len(point.owner.ids), _gradient_pass)
+    for job in jobs:  # step-free jobs come before their predictor's step jobs
+        _finish(job)
+    _charge(owners, start)
+
+
+def _gauss_legendre(job: _Job) -> _Job:
+    """The job with captum's Gauss-Legendre points on [0, 1]: α = (1 + x) / 2 and weights w / 2 of numpy's
+    ``leggauss``, the weights as float32 as captum multiplies them."""
+    import torch
+
+    nodes, weights = np.polynomial.legendre.leggauss(job.steps)
+    job.alphas = (0.5 * (1 + nodes)).tolist()
+    job.weights = torch.tensor((0.5 * weights).tolist()).float().to(job.inputs.device)
+    return job
+
+
+def _gradient_pass(points: Sequence[_Point]) -> None:
+    """One forward and backward pass over ``points`` (all of one length): each owner reads its rows' scores, whose
+    sum is differentiated with respect to every row's embeddings."""
+    import torch
+
+    first = points[0].owner
+    embeds = torch.stack([point.job.point(point.index) for point in points])
+    mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+    everything = np.arange(embeds.shape[1])
+    with torch.enable_grad():
+        embeds.requires_grad_()
+        outputs = first.run_model("inputs_embeds", embeds, mask, [point.owner.segments for point in points])
+        scores = torch.zeros(len(points), device=embeds.device)
+        for owner, rows in _rows_by_owner(points):
+            index = torch.tensor(rows, device=embeds.device)
+            scores = scores.index_add(0, index, owner.read(outputs, index, mask, [everything] * len(rows)).float())
+        (gradient,) = torch.autograd.grad(scores.sum(), embeds)
+    for row, point in enumerate(points):
+        point.job.take(point.index, scores[row].detach(), gradient[row])
+
+
+def _finish(job: _Job) -> None:
+    """Store what the job's passes gave in its predictor."""
+    owner = job.owner
+    if job.steps is None:
+        owner._fixed = (job.input_x_gradient, float(job.scores[0] - job.scores[1]))
+        return
+    ixg, gap = owner._fixed
+    ig = (job.total * (job.inputs - job.baseline)).sum(dim=-1).detach().double().cpu().numpy()
+    owner._attributions[job.steps] = Attributions(ixg, ig, abs(float(ig.sum()) - gap), abs(gap))
+
+
 def pass_sizes(lengths: Sequence[int], budget: int, pass_tokens: int) -> list[int]:
-    """Split sequences sorted by length into consecutive forward passes: each pass at most ``budget`` padded tokens
-    (rows × its longest; one sequence alone may exceed it), and, within that, the split with the fewest padded
-    tokens plus ``pass_tokens`` for each pass (dynamic programming over the cut points)."""
-    best = [0.0] + [math.inf] * len(lengths)  # best[end]: cheapest split of lengths[:end]
-    start_of = [0] * (len(lengths) + 1)
-    for end in range(1, len(lengths) + 1):
-        width = 0
-        for start in range(end - 1, -1, -1):
-            width = max(width, lengths[start])
-            rows = end - start
-            if rows > 1 and rows * width > budget:
-                break
-            cost = best[start] + rows * width + pass_tokens
-            if cost < best[end]:
-                best[end], start_of[end] = cost, start
-    sizes, end = [], len(lengths)
+    """Split sequences sorted by increasing length into consecutive forward passes: each pass at most ``budget``
+    padded tokens (rows × its longest, its last; one sequence alone may exceed it), and, within that, the split
+    with the fewest padded tokens plus ``pass_tokens`` for each pass (dynamic programming over the cut points; of
+    equal splits, the one with the shortest last pass)."""
+    count = len(lengths)
+    best = np.full(count + 1, np.inf)  # best[end]: cheapest split of lengths[:end]
+    best[0] = 0.0
+    start_of = np.zeros(count + 1, dtype=np.int64)
+    for end in range(1, count + 1):
+        width = lengths[end - 1]
+        first = end - max(1, budget // width if width else end)  # the most rows within the budget
+        starts = np.arange(max(0, first), end)
+        costs = best[starts] + (end - starts) * width + pass_tokens
+        last = len(costs) - 1 - int(np.argmin(costs[::-1]))  # of equal costs, the latest start
+        best[end], start_of[end] = costs[last], starts[last]
+    sizes, end = [], count
     while end:
-        sizes.append(end - start_of[end])
-        end = start_of[end]
+        sizes.append(end - int(start_of[end]))
+        end = int(start_of[end])
     return sizes[::-1]
 
 
@@ -246,61 +402,14 @@ def mask_token_id(tokenizer: Any) -> int:
 
 
 def _embeddings(predictor: Predictor) -> tuple[Any, Any]:
-    """(1, n, D) embeddings of the input and of the IG baseline."""
+    """(n, D) embeddings of the input and of the IG baseline."""
     import torch
 
-    args = predictor.extra_args
-    device = args[0].device if args else None
     with torch.no_grad():
         return tuple(
-            predictor.embed(torch.tensor([ids], dtype=torch.long, device=device))
+            predictor.embed(torch.tensor([ids], dtype=torch.long, device=predictor.device))[0]
             for ids in (predictor.ids, predictor.baseline_ids)
         )
-
-
-def _per_token(attr: Any) -> np.ndarray:
-    """(1, n, D) attributions → (n,) signed sums over the embedding dimensions."""
-    return attr[0].sum(dim=-1).detach().double().cpu().numpy()
-
-
-def _step_free_attributions(predictor: Predictor) -> tuple[np.ndarray, float]:
-    """Input×Gradient per token, and F(x) − F(baseline): what the Integrated Gradients attributions should sum to.
-
-    Input×Gradient is x · ∂F/∂x, as captum's ``InputXGradient`` computes it; F(x) is read from the same forward
-    pass instead of a second one.
-    """
-    import torch
-
-    args = predictor.extra_args
-    embeds, baseline = _embeddings(predictor)
-    with torch.enable_grad():
-        x = embeds.clone().requires_grad_()
-        score = predictor.forward_embeds(x, *args)
-        (gradient,) = torch.autograd.grad(score.sum(), x)
-    with torch.no_grad():
-        gap = score.detach() - predictor.forward_embeds(baseline, *args)
-    return _per_token(x.detach() * gradient), float(gap.sum())
-
-
-def _integrated_gradients(predictor: Predictor, steps: int, ixg: np.ndarray, gap: float) -> Attributions:
-    """``steps``-step Integrated Gradients (captum); its delta is captum's convergence delta, |Σ IG − (F(x) −
-    F(baseline))|, taken against ``gap`` instead of two more forward passes per call."""
-    import torch
-    from captum.attr import IntegratedGradients
-
-    embeds, baseline = _embeddings(predictor)
-    with torch.enable_grad():
-        ig = IntegratedGradients(predictor.forward_embeds).attribute(
-            embeds,
-            baselines=baseline,
-            additional_forward_args=predictor.extra_args,
-            n_steps=steps,
-            method="gausslegendre",
-            # Fewer steps per pass for long inputs: the backward keeps every step's activations.
-            internal_batch_size=max(1, min(CHUNK, CHUNK_TOKENS // max(1, len(predictor.ids)))),
-        )
-    ig_tokens = _per_token(ig)
-    return Attributions(ixg, ig_tokens, abs(float(ig_tokens.sum()) - gap), abs(gap))
 
 
 Read = Callable[[Any, Any, Any, list[np.ndarray]], Any]
@@ -327,7 +436,7 @@ def build_predictor(
             ``token_type_ids``), the (R,) rows of them that are this example's, the batch's attention mask, and the
             original positions each of those rows keeps.
         model_kwargs: rows → more arguments of this example's model call (an encoder-decoder's decoder input);
-            given, its copies are never scored in one pass with other examples' copies.
+            given, its copies and steps never share a pass with other examples'.
     """
     import torch
 
@@ -344,33 +453,21 @@ def build_predictor(
                 found["token_type_ids"][b, : len(row)] = torch.as_tensor(row, device=mask.device)
         return model(**found, **(model_kwargs(mask.shape[0]) if model_kwargs is not None else {}))
 
-    def forward_copies(variants: list[list[int]], types: list[np.ndarray | None]) -> tuple[Any, Any]:
-        ids, mask = pad_batch(variants, pad, loaded.device)
-        with torch.inference_mode():
-            return call("input_ids", ids, mask, types), mask
-
-    everything = np.arange(len(seq.ids))
-
-    def forward_embeds(embeds: Any, mask: Any) -> Any:
-        rows = embeds.shape[0]
-        outputs = call("inputs_embeds", embeds, mask, [segments] * rows if segments is not None else ())
-        return read(outputs, torch.arange(rows, device=mask.device), mask, [everything] * rows)
-
     special = np.asarray(seq.special)
     return Predictor(
         sequence=sequence,
         ids=list(seq.ids),
         removable=removable,
         mask_id=mask_token_id(tok),
-        forward_copies=forward_copies,
-        read_copies=read,
+        run_model=call,
+        read=read,
         embed=input_embedder(model, pad),
-        forward_embeds=forward_embeds,
         baseline_ids=[token if special[i] else pad for i, token in enumerate(seq.ids)],
-        # One model, called the same way: copies of any of its examples can share a pass.
+        pad_id=pad,
+        device=loaded.device,
+        # One model, called the same way: copies and steps of any of its examples can share a pass.
         share=None if model_kwargs is not None else ("model", id(model)),
         segments=segments,
-        extra_args=(torch.ones((1, len(seq.ids)), dtype=torch.long, device=loaded.device),),
         pass_tokens=CPU_PASS_TOKENS if torch.device(loaded.device).type == "cpu" else CHUNK_TOKENS,
     )
 
