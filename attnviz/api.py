@@ -44,6 +44,7 @@ def render_reports(
     on_progress: OnProgress | None = None,
     keep_examples: bool = True,
     thresholds: Sequence[Threshold] = (),
+    records: int | None = None,
 ) -> dict[str, Any]:
     """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
 
@@ -66,6 +67,8 @@ def render_reports(
             rows instead, so memory stays flat for large runs.
         thresholds: ``--min``/``--max`` bounds whose outcome summary.md records (the caller checks them on the
             returned document, see :func:`finish_report`).
+        records: the inputs' record count when the caller has counted them already (``count_records``); None:
+            counted here when needed (the trust sample, an empty input).
 
     Returns:
         The summary document written to summary.json.
@@ -97,7 +100,8 @@ def render_reports(
             literal=options.literal_text,
         )
         explainer = _Explainer(loaded, options, methods, [r.needs for r in renderers])
-        records = count_records(inputs, options.literal_text, options.dataset) if options.trust_sample else None
+        if records is None and options.trust_sample:
+            records = count_records(inputs, options.literal_text, options.dataset)
         explainer.measured = trust_sample(records, options.trust_sample, options.seed)
         run = run_info(loaded, options, methods, explainer.max_length, inputs)
         # Whether the trust checks ran on a sample, of how many records (pages and summary.md say so).
@@ -131,7 +135,7 @@ def render_reports(
                 not aggregate.count
                 and not skipped
                 and not options.allow_empty
-                and count_records(inputs, options.literal_text, options.dataset) in (0, None)
+                and (records or count_records(inputs, options.literal_text, options.dataset)) in (0, None)
             ):
                 named = [*inputs, *_dataset_named(options)]
                 raise InputError(", ".join(named), "has no examples (pass --allow-empty if that is expected)")
@@ -171,12 +175,11 @@ def resume_key(inputs: Sequence[str], options: RenderOptions) -> dict[str, Any]:
     return json.loads(json.dumps({"inputs": list(inputs), **fields}, default=str))
 
 
-def expected_examples(inputs: Sequence[str], options: RenderOptions, shard: bool = True) -> int | None:
-    """How many examples the run will render, for progress: the input's records (see ``count_records``), or the
-    share of them that ``options.shard`` deals to this run (``shard``); None when stdin is among the inputs."""
-    records = count_records(inputs, options.literal_text, options.dataset)
-    if records is None or not shard:
-        return records
+def expected_examples(records: int | None, options: RenderOptions) -> int | None:
+    """How many of the inputs' ``records`` (see ``count_records``; None: not known, as for stdin) the run will
+    render, for progress: the share of them that ``options.shard`` deals to it."""
+    if records is None:
+        return None
     index, count = options.shard
     full, rest = divmod(records, options.batch_size)
     sizes = [options.batch_size] * full + ([rest] if rest else [])

@@ -406,6 +406,7 @@ def render(
 
     def call() -> Any:
         from attnviz.api import expected_examples, render_reports
+        from attnviz.inputs import count_records
         from attnviz.model.distributed import detect_launch
         from attnviz.output.terminal import print_summary, progress_bar
 
@@ -440,10 +441,11 @@ def render(
         if single_file is not None and "html" not in options.formats:
             raise UsageError("--single-file bundles the HTML pages: add html to --format, or drop --single-file")
         launch = detect_launch(os.environ)
+        records = count_records(inputs, options.literal_text, options.dataset)  # once, for progress and sampling
         if launch is not None:  # torchrun, accelerate launch or srun: one rank of several
             from attnviz.launch import render_launched
 
-            total = expected_examples(inputs, options, shard=False)  # rank 0 counts every rank's examples
+            total = records  # rank 0 counts every rank's examples
             bar = progress_bar(err_console, "rendering", total, quiet) if launch.rank == 0 else nullcontext(None)
             with bar as on_progress:
                 summary = render_launched(
@@ -452,7 +454,7 @@ def render(
             if summary is None:  # not rank 0: rank 0 reports the merged run
                 return None
         else:
-            total = expected_examples(inputs, options)
+            total = expected_examples(records, options)
             with progress_bar(err_console, "rendering", total, quiet) as on_progress:
                 summary = render_reports(
                     inputs,
@@ -461,6 +463,7 @@ def render(
                     on_progress=on_progress,
                     keep_examples=False,
                     thresholds=thresholds,
+                    records=records,
                 )
         if not quiet:
             print_summary(out_console, summary, str(out))

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from attnviz.api import expected_examples
 from attnviz.config import DEFAULT_PRESET, LITERAL_PRESET, PRESETS, ModelOptions, RenderOptions
+from attnviz.inputs import count_records
 
 runner = CliRunner()
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
@@ -117,12 +118,34 @@ def test_progress_moves_within_a_batch_analysed_together_and_never_back(model: s
 def test_expected_examples_is_the_shard_share_of_the_records(tmp_path: Path) -> None:
     data = tmp_path / "data.txt"
     data.write_text("".join(f"t{i}\n\n" for i in range(10)), encoding="utf-8")  # blank lines are no records
-    inputs = [str(data)]
+    records = count_records([str(data)])
+    assert records == 10
     # Batches of 3: 3, 3, 3, 1; shard 1 of 2 takes the second and the fourth.
-    assert expected_examples(inputs, RenderOptions(batch_size=3, shard=(1, 2))) == 4
-    assert expected_examples(inputs, RenderOptions(batch_size=3, shard=(0, 2))) == 6
-    assert expected_examples(inputs, RenderOptions(batch_size=3, shard=(1, 2)), shard=False) == 10
-    assert expected_examples(["-"], RenderOptions()) is None
+    assert expected_examples(records, RenderOptions(batch_size=3, shard=(1, 2))) == 4
+    assert expected_examples(records, RenderOptions(batch_size=3, shard=(0, 2))) == 6
+    assert expected_examples(records, RenderOptions(batch_size=3)) == 10
+    assert count_records(["-"]) is None and expected_examples(None, RenderOptions()) is None
+
+
+def test_render_counts_no_records_the_caller_counted(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI counts the input once (progress and the trust sample); render_reports takes that count."""
+    from attnviz import api
+
+    data = tmp_path / "data.txt"
+    data.write_text("".join(f"a fine line {i}\n" for i in range(3)), encoding="utf-8")
+
+    def counted_again(*args: object) -> None:
+        raise AssertionError("counted again")
+
+    monkeypatch.setattr(api, "count_records", counted_again)
+    options = RenderOptions(
+        model=ModelOptions(name=model), out_dir=tmp_path / "out", methods=("attention",), formats=("json",)
+    )
+    summary = api.render_reports([str(data)], options, records=3)
+    assert summary["run"]["options"]["trust_sample"]["records"] == 3
+    assert len(summary["examples"]) == 3
 
 
 def test_summary_table_shows_the_score_and_marks_wrong_predictions(model: str, tmp_path: Path) -> None:
