@@ -245,3 +245,25 @@ def test_pass_sizes_trade_padding_for_passes_within_the_token_budget() -> None:
     assert pass_sizes([100] * 50, 4096, 32) == [40, 10]  # at most 4,096 padded tokens a pass
     assert pass_sizes([5000, 5000], 4096, 32) == [1, 1]  # one copy longer than the budget goes alone
     assert pass_sizes([], 4096, 32) == []
+
+
+def test_attribute_computes_each_step_count_and_the_step_free_part_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two step counts asked for in one call: the input and baseline rows go through once, each count's steps
+    once, in a single pass each; asking again costs no pass."""
+    from attnviz.model import predictor as predictor_module
+
+    rows: list[int] = []
+    real = predictor_module._gradient_pass
+    monkeypatch.setattr(predictor_module, "_gradient_pass", lambda points: (rows.append(len(points)), real(points)))
+    predictor = bag_predictor(score="logit")
+    predictor_module.attribute([(predictor, 4), (predictor, 6), (predictor, 4)])
+    assert rows == [2 + 4 + 6]  # 11 tokens a row: one pass holds them all
+    predictor_module.attribute([(predictor, 6)])
+    assert predictor.attributions(4).integrated_gradients == pytest.approx(
+        predictor.attributions(6).integrated_gradients
+    )
+    assert rows == [12]
+    # Linear in the embeddings: any step count gives the exact answer, Input×Gradient's.
+    np.testing.assert_allclose(
+        predictor.attributions(4).integrated_gradients, predictor.attributions(4).input_x_gradient, atol=1e-6
+    )

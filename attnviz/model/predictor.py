@@ -290,16 +290,16 @@ def attribute(requests: Sequence[tuple[Predictor, int]]) -> None:
     """
     start = time.perf_counter()
     jobs: list[_Job] = []
-    asked: set[tuple[int, int]] = set()
+    asked: set[tuple[int, int | None]] = set()  # (predictor, steps), None for the step-free part
     for predictor, steps in requests:
         if steps in predictor._attributions or (id(predictor), steps) in asked:
             continue
-        asked.add((id(predictor), steps))
         inputs, baseline = _embeddings(predictor)
-        if predictor._fixed is None and (id(predictor), 0) not in asked:
-            asked.add((id(predictor), 0))
-            jobs.append(_Job(predictor, None, inputs, baseline))
-        jobs.append(_gauss_legendre(_Job(predictor, steps, inputs, baseline)))
+        for wanted in (None, steps) if predictor._fixed is None else (steps,):
+            if (id(predictor), wanted) not in asked:
+                asked.add((id(predictor), wanted))
+                job = _Job(predictor, wanted, inputs, baseline)
+                jobs.append(job if wanted is None else _gauss_legendre(job))
     if not jobs:
         return
     owners = [job.owner for job in jobs]
