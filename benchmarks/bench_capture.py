@@ -277,6 +277,7 @@ def default_max_length(model: Any, tokenizer: Any) -> int:
 def bare_step(model: Any, tokenizer: Any, texts: Sequence[str], max_length: int) -> None:
     """Tokenise one batch, forward it, and backpropagate the sum of the predicted-class logits."""
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    enc = enc.to(next(model.parameters()).device)
     model.zero_grad(set_to_none=True)
     logits = model(**enc).logits
     logits.gather(1, logits.argmax(-1, keepdim=True)).sum().backward()

@@ -81,6 +81,7 @@ def main() -> None:
     passes: dict[str, Any] = {}
     if args.mode == "full":
         bare_model, tokenizer = load_bare_classifier("demo-sentiment")
+        bare_model.to(loaded.device)  # the device attnviz picked (a GPU when there is one)
         max_length = default_max_length(bare_model.encoder, tokenizer)
 
         def bare() -> None:
@@ -102,6 +103,8 @@ def main() -> None:
         for name, run in passes.items():
             start = time.perf_counter()
             run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # a GPU's queued work counts in the pass that queued it
             times[name].append(time.perf_counter() - start)
     medians = {name: statistics.median(values) for name, values in times.items()}
     base = next(iter(medians.values()))
