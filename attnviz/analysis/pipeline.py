@@ -185,8 +185,8 @@ def analyze_batch(
     Before an analysis that says which edited copies it will score (``copies``, as faithfulness does) or which
     gradient steps it needs (``steps_wanted``, as agreement does) runs, ``together`` does that work for every
     capture at once; each report then equals :func:`analyze` of its capture alone, up to the float rounding of
-    padding in shared passes. ``on_step`` is called with the share of
-    the batch's analyses done (0–1] after each analysis of each capture. Report indices are the examples'.
+    padding in shared passes. ``on_step`` is called with the share of the batch's analyses done (0–1] after each
+    analysis of each capture. Report indices are the examples'.
     """
     options = options or AnalysisOptions()
     predictors = list(predictors) if predictors is not None else [None] * len(captures)
@@ -229,10 +229,10 @@ def _rerun_together(
         if requests:
             together.score_copies(requests)
     wanted = getattr(analysis, "steps_wanted", None)
-    while wanted is not None:  # each round: the steps every example still needs (IG doubles its steps)
-        steps = [(context.predictor, s) for capture, context in pairs if (s := wanted(capture, context)) is not None]
-        if not steps:
-            break
+    if wanted is None:
+        return
+    # Each round, the steps every example still needs (IG doubles its steps while it has not converged).
+    while steps := [(c.predictor, s) for capture, c in pairs if (s := wanted(capture, c)) is not None]:
         together.attribute(steps)
 
 
