@@ -135,7 +135,8 @@ def render_reports(
                 not aggregate.count
                 and not skipped
                 and not options.allow_empty
-                and (records or count_records(inputs, options.literal_text, options.dataset)) in (0, None)
+                and (count_records(inputs, options.literal_text, options.dataset) if records is None else records)
+                in (0, None)
             ):
                 named = [*inputs, *_dataset_named(options)]
                 raise InputError(", ".join(named), "has no examples (pass --allow-empty if that is expected)")

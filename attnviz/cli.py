@@ -449,7 +449,13 @@ def render(
             bar = progress_bar(err_console, "rendering", total, quiet) if launch.rank == 0 else nullcontext(None)
             with bar as on_progress:
                 summary = render_launched(
-                    inputs, options, launch, keep_shards=keep_shards, on_progress=on_progress, thresholds=thresholds
+                    inputs,
+                    options,
+                    launch,
+                    keep_shards=keep_shards,
+                    on_progress=on_progress,
+                    thresholds=thresholds,
+                    records=records,
                 )
             if summary is None:  # not rank 0: rank 0 reports the merged run
                 return None

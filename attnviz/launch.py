@@ -78,6 +78,7 @@ def render_launched(
     keep_shards: bool = False,
     on_progress: OnProgress | None = None,
     thresholds: Sequence[Threshold] = (),
+    records: int | None = None,
 ) -> dict[str, Any] | None:
     """Render ``inputs`` with ``options`` as one rank of a launched run (see the module docstring).
 
@@ -92,6 +93,7 @@ def render_launched(
         keep_shards: keep ``out/.ranks`` after merging.
         on_progress: called on rank 0 only, with the examples finished by all ranks together.
         thresholds: ``--min``/``--max`` bounds whose outcome the merged summary.md records.
+        records: the inputs' record count when the caller has counted them (``render_reports`` takes it).
 
     Returns:
         On rank 0, the merged summary with the short index rows as ``examples`` (as ``render_reports(...,
@@ -132,14 +134,14 @@ def render_launched(
         step(prepare if launch.rank == 0 else lambda: None)
         watch = _watch_progress(ranks, launch.world_size, on_progress) if launch.rank == 0 else _nothing()
         with watch:
-            step(lambda: _render_rank(inputs, options, launch))
+            step(lambda: _render_rank(inputs, options, launch, records))
         merged = step(lambda: _merge(out, launch, options, thresholds, keep_shards) if launch.rank == 0 else None)
     if merged is not None and on_progress is not None:
         on_progress(merged["counts"]["examples"])
     return merged
 
 
-def _render_rank(inputs: Sequence[str], options: RenderOptions, launch: Launch) -> None:
+def _render_rank(inputs: Sequence[str], options: RenderOptions, launch: Launch, records: int | None) -> None:
     from attnviz.api import render_reports
 
     model = options.model
@@ -160,7 +162,7 @@ def _render_rank(inputs: Sequence[str], options: RenderOptions, launch: Launch) 
         with replacing(progress) as tmp:
             tmp.write_text(repr(float(done)), encoding="ascii")
 
-    render_reports(inputs, rank_options, on_progress=report, keep_examples=False)
+    render_reports(inputs, rank_options, on_progress=report, keep_examples=False, records=records)
 
 
 def _merge(

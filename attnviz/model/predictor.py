@@ -165,12 +165,9 @@ class _Copy:
     types: np.ndarray | None
 
 
-def _shared_groups(owners: Sequence[Predictor]) -> dict[Hashable, list[int]]:
-    """Positions in ``owners`` grouped by the model call they can share (``Predictor.share``)."""
-    groups: dict[Hashable, list[int]] = {}
-    for position, owner in enumerate(owners):
-        groups.setdefault(owner.share if owner.share is not None else ("alone", id(owner)), []).append(position)
-    return groups
+def _share_key(owner: Predictor) -> Hashable:
+    """The model call ``owner``'s rows can share with other predictors' (``Predictor.share``; alone when None)."""
+    return owner.share if owner.share is not None else ("alone", id(owner))
 
 
 def _charge(owners: Sequence[Predictor], start: float) -> None:
@@ -200,12 +197,12 @@ def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> N
     through padding, that is float rounding.
     """
     start = time.perf_counter()
-    owners = [predictor for predictor, _, _ in requests]
-    for positions in _shared_groups(owners).values():
-        copies = [copy for p in positions for copy in owners[p].new_copies(requests[p][1], requests[p][2])]
-        if copies:  # a group with nothing new costs nothing
-            _in_passes(copies, lambda copy: len(copy.ids), _score_pass)
-    _charge(owners, start)
+    groups: dict[Hashable, list[_Copy]] = {}
+    for predictor, keep, erasure in requests:
+        groups.setdefault(_share_key(predictor), []).extend(predictor.new_copies(keep, erasure))
+    for copies in filter(None, groups.values()):  # a group with nothing new costs nothing
+        _in_passes(copies, lambda copy: len(copy.ids), _score_pass)
+    _charge([predictor for predictor, _, _ in requests], start)
 
 
 def _score_pass(copies: Sequence[_Copy]) -> None:
@@ -233,7 +230,9 @@ class _Job:
     """The gradient passes one predictor asks for: ``steps`` Integrated Gradients steps, or (``steps`` None) the
     step-free part: the input (Input×Gradient and F(x)) and the baseline (F(baseline)).
 
-    ``inputs``, ``baseline``: (n, D) embeddings; ``total``: (n, D) Σ_s w_s ∂F/∂x(α_s), summed as the steps come.
+    ``inputs``, ``baseline``: (n, D) embeddings; ``alphas``, ``weights``: captum's Gauss-Legendre points on [0, 1],
+    α = (1 + x) / 2 and w / 2 of numpy's ``leggauss``, the weights float32 as captum multiplies them; ``total``:
+    (n, D) Σ_s w_s ∂F/∂x(α_s), summed as the steps come; ``scores``: F(x) and F(baseline) of the step-free part.
     """
 
     owner: Predictor
@@ -245,6 +244,19 @@ class _Job:
     total: Any = None
     scores: dict[int, Any] = field(default_factory=dict)
     input_x_gradient: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            import torch
+
+            nodes, weights = np.polynomial.legendre.leggauss(self.steps)
+            self.alphas = (0.5 * (1 + nodes)).tolist()
+            self.weights = torch.tensor((0.5 * weights).tolist()).float().to(self.inputs.device)
+
+    @property
+    def rows(self) -> int:
+        """How many points (rows of gradient passes) the job has."""
+        return 2 if self.steps is None else self.steps
 
     def point(self, index: int) -> Any:
         """(n, D) embeddings of point ``index``: a step b + α (x − b) as captum forms it, or the input, the
@@ -258,7 +270,8 @@ class _Job:
         if self.steps is not None:
             weighted = gradient * self.weights[index]
             self.total = weighted if self.total is None else self.total + weighted
-        elif index == 0:
+            return
+        if index == 0:
             self.input_x_gradient = (self.inputs * gradient).sum(dim=-1).double().cpu().numpy()
         self.scores[index] = score
 
@@ -298,32 +311,16 @@ def attribute(requests: Sequence[tuple[Predictor, int]]) -> None:
         for wanted in (None, steps) if predictor._fixed is None else (steps,):
             if (id(predictor), wanted) not in asked:
                 asked.add((id(predictor), wanted))
-                job = _Job(predictor, wanted, inputs, baseline)
-                jobs.append(job if wanted is None else _gauss_legendre(job))
-    if not jobs:
-        return
-    owners = [job.owner for job in jobs]
-    for positions in _shared_groups(owners).values():
-        by_length: dict[int, list[_Point]] = {}
-        for j in positions:
-            points = [_Point(jobs[j], index) for index in range(2 if jobs[j].steps is None else jobs[j].steps)]
-            by_length.setdefault(len(jobs[j].owner.ids), []).extend(points)
-        for points in by_length.values():
-            _in_passes(points, lambda point: len(point.owner.ids), _gradient_pass)
+                jobs.append(_Job(predictor, wanted, inputs, baseline))
+    groups: dict[Hashable, list[_Point]] = {}  # one model call and one length: no padding
+    for job in jobs:
+        key = (_share_key(job.owner), len(job.owner.ids))
+        groups.setdefault(key, []).extend(_Point(job, index) for index in range(job.rows))
+    for points in groups.values():
+        _in_passes(points, lambda point: len(point.owner.ids), _gradient_pass)
     for job in jobs:  # step-free jobs come before their predictor's step jobs
         _finish(job)
-    _charge(owners, start)
-
-
-def _gauss_legendre(job: _Job) -> _Job:
-    """The job with captum's Gauss-Legendre points on [0, 1]: α = (1 + x) / 2 and weights w / 2 of numpy's
-    ``leggauss``, the weights as float32 as captum multiplies them."""
-    import torch
-
-    nodes, weights = np.polynomial.legendre.leggauss(job.steps)
-    job.alphas = (0.5 * (1 + nodes)).tolist()
-    job.weights = torch.tensor((0.5 * weights).tolist()).float().to(job.inputs.device)
-    return job
+    _charge([job.owner for job in jobs], start)
 
 
 def _gradient_pass(points: Sequence[_Point]) -> None:
