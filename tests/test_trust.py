@@ -267,3 +267,60 @@ def test_attribute_computes_each_step_count_and_the_step_free_part_once(monkeypa
     np.testing.assert_allclose(
         predictor.attributions(4).integrated_gradients, predictor.attributions(4).input_x_gradient, atol=1e-6
     )
+
+
+def test_a_pass_out_of_device_memory_is_split_again_and_gives_the_same_numbers() -> None:
+    """A pass that runs out of memory keeps nothing: its rows go again in passes of half its tokens, and the
+    budget stays lowered for what comes after."""
+    masks = np.concatenate(erasure_masks(np.arange(len(IDS), dtype=float), bag_predictor().removable, DEFAULT_BINS))
+    plain = bag_predictor(score="logit")
+    want = plain.score(masks), plain.attributions(6)
+    predictor = bag_predictor(score="logit")
+    real = predictor.run_model
+    passes: list[int] = []
+
+    def limited(key, x, mask, types):  # type: ignore[no-untyped-def]
+        passes.append(mask.numel())
+        if mask.numel() > 40:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(key, x, mask, types)
+
+    predictor.run_model = limited
+    found = predictor.attributions(6)
+    # 8 rows (6 steps, the input, the baseline) of 11 tokens: 88 fails, then 4 rows (44) fail, then 2 rows a pass.
+    assert passes == [88, 44, 22, 22, 22, 22]
+    assert predictor.budget.tokens == 22
+    np.testing.assert_allclose(found.integrated_gradients, want[1].integrated_gradients, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(found.input_x_gradient, want[1].input_x_gradient, rtol=1e-6, atol=1e-7)
+    passes.clear()
+    np.testing.assert_allclose(predictor.score(masks), want[0], rtol=1e-6)
+    assert passes and max(passes) <= 22  # the lowered budget holds for the copies: no pass fails again
+
+    alone = bag_predictor(score="logit")
+    alone.run_model = lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory (simulated)"))
+    with pytest.raises(torch.OutOfMemoryError):  # one row that does not fit has nowhere to go
+        alone.score(np.ones((1, len(IDS)), dtype=bool))
+
+
+def test_a_gpu_pass_budget_is_a_share_of_free_memory_over_a_gradient_pass_per_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from attnviz.model.predictor import CHUNK_TOKENS, GPU_MEMORY_SHARE, pass_budget
+
+    config = BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=2
+    )
+    model = BertForSequenceClassification(config)
+    # Matrix products' input + output widths: per layer Q, K, V, O (4 × 2H) and the feed-forward (2 × (H + I)),
+    # then the pooler (2H) and the classifier (H + 2); twice over, float32.
+    widths = 2 * (8 * 32 + 2 * (32 + 64)) + 2 * 32 + (32 + 2)
+    free = 80 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 2 * free))
+    budget = pass_budget(model, "cuda:0")
+    assert budget.tokens == int(free * GPU_MEMORY_SHARE) // (2 * widths * 4)
+    assert pass_budget(model, "cuda:0") is budget  # one per model: what a failed pass taught lasts
+    assert pass_budget(BertForSequenceClassification(config), "cpu").tokens == CHUNK_TOKENS
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**20, 2**30))
+    assert pass_budget(BertForSequenceClassification(config), "cuda").tokens == CHUNK_TOKENS  # never below

@@ -5,6 +5,8 @@ See ``research/methods.md`` section 2.8(b). Agreement is descriptive, not a pass
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import stats
 
@@ -26,7 +28,12 @@ def _check_vectors(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
-    """Kendall's τ-b (ties corrected) between two score vectors, via ``scipy.stats.kendalltau``.
+    """Kendall's τ-b (ties corrected) between two score vectors: ``scipy.stats.kendalltau``'s value.
+
+    τ-b = (P − Q) / √((P + Q + T)(P + Q + U)), with P and Q the concordant and discordant pairs and T, U the pairs
+    tied only in ``a`` or only in ``b``, counted from the signs of all pairwise differences (in blocks of rows,
+    so memory stays small at any length). It is computed here rather than by scipy, whose per-call overhead
+    (about 0.3 ms) was most of the agreement analysis' time on short inputs.
 
     Args:
         a: (n,) scores, e.g. attention-derived relevance per token.
@@ -42,7 +49,20 @@ def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     checked = _check_vectors(a, b)
     if checked is None:
         return float("nan")
-    return float(stats.kendalltau(*checked).statistic)
+    x, y = checked
+    n = x.size
+    signed = tied_x = tied_y = 0
+    rows = max(1, 2**20 // n)
+    for start in range(0, n, rows):
+        dx = np.sign(x[start : start + rows, None] - x[None, :])
+        dy = np.sign(y[start : start + rows, None] - y[None, :])
+        signed += int((dx * dy).sum())
+        tied_x += int(np.count_nonzero(dx == 0))
+        tied_y += int(np.count_nonzero(dy == 0))
+    # Every pair is seen twice (i, j and j, i) and each position ties with itself once.
+    pairs = n * (n - 1) // 2
+    untied_x, untied_y = pairs - (tied_x - n) // 2, pairs - (tied_y - n) // 2
+    return (signed // 2) / math.sqrt(untied_x * untied_y)
 
 
 def spearman_pairs(vectors: list[np.ndarray], pairs: list[tuple[int, int]]) -> list[float]:

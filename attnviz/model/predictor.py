@@ -8,6 +8,7 @@ and "what do gradient attributions say about each token?" (agreement). Task adap
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,9 +18,13 @@ import numpy as np
 from attnviz.model.loaded import LoadedModel
 
 Erasure = Literal["delete", "mask"]
-#: Padded tokens per forward pass (rows × longest), for edited copies and for gradient steps alike: bounds memory at
-#: any input length (a backward keeps each row's activations).
+#: Padded tokens per forward pass (rows × longest), for edited copies and for gradient steps alike, off a GPU: bounds
+#: memory at any input length (a backward keeps each row's activations), and on a CPU, where the time is the tokens,
+#: larger passes would not be faster.
 CHUNK_TOKENS = 4096
+#: On a GPU a pass costs about the same whatever its rows, so passes are as large as memory allows: a pass may take
+#: this share of the device memory free when the model's first predictor is built (see :func:`pass_budget`).
+GPU_MEMORY_SHARE = 0.5
 #: What one more forward pass costs, in padded tokens, when splitting edited copies into passes. On a CPU the time
 #: is about proportional to padded tokens, plus about 5 ms a pass, which is the time of some 30 tokens of MiniLM
 #: (measured with the demo model: 55 copies of 3 to 21 tokens took 216 ms in one pass of 1,155 padded tokens, 163 ms
@@ -51,6 +56,18 @@ class Attributions:
 
 
 @dataclass
+class PassBudget:
+    """The most padded tokens one forward pass may hold. Mutable and shared by a model's predictors, so that a pass
+    that ran out of device memory lowers it for the rest of the run."""
+
+    tokens: int
+
+    def shrink(self, failed: int) -> None:
+        """A pass of ``failed`` padded tokens ran out of memory: the budget becomes half of it (or less)."""
+        self.tokens = max(1, min(self.tokens, failed) // 2)
+
+
+@dataclass
 class Predictor:
     """Scores edited copies of one example and attributes its score to its input embeddings.
 
@@ -74,6 +91,7 @@ class Predictor:
             None: only this example's.
         segments: (n,) token type of each position, or None when the model takes no token types.
         pass_tokens: the cost of one more forward pass, in padded tokens (see :data:`CPU_PASS_TOKENS`).
+        budget: the most padded tokens a pass may hold, shared by the predictors of one model (:func:`pass_budget`).
         calls: edited copies asked for so far; distinct: how many of them were different (each is scored once);
         seconds: time spent scoring and attributing.
     """
@@ -91,6 +109,7 @@ class Predictor:
     share: Hashable | None = None
     segments: np.ndarray | None = None
     pass_tokens: int = CHUNK_TOKENS
+    budget: PassBudget = field(default_factory=lambda: PassBudget(CHUNK_TOKENS))
     calls: int = 0
     seconds: float = 0.0
     _attributions: dict[int, Attributions] = field(default_factory=dict)
@@ -179,11 +198,30 @@ def _charge(owners: Sequence[Predictor], start: float) -> None:
 
 def _in_passes(items: list[Any], length: Callable[[Any], int], run: Callable[[list[Any]], None]) -> None:
     """Run ``items`` sorted by length (stable: equal lengths keep their order) in the passes :func:`pass_sizes`
-    chooses for their owner's pass cost."""
+    chooses for their owner's budget and pass cost.
+
+    A pass that runs out of device memory changed nothing (``run`` keeps its results only at its end): the budget
+    shrinks to half of it and the items not done yet are split again. One item alone that does not fit re-raises.
+    """
+    import torch
+
     items.sort(key=length)
+    lengths = [length(item) for item in items]
+    owner = items[0].owner
+    sizes = pass_sizes(lengths, owner.budget.tokens, owner.pass_tokens)
     done = 0
-    for size in pass_sizes([length(item) for item in items], CHUNK_TOKENS, items[0].owner.pass_tokens):
-        run(items[done : done + size])
+    while done < len(items):
+        size = sizes.pop(0)
+        try:
+            run(items[done : done + size])
+        except torch.OutOfMemoryError:
+            if size == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # the failed pass's blocks, before the smaller passes ask for theirs
+            owner.budget.shrink(size * lengths[done + size - 1])
+            sizes = pass_sizes(lengths[done:], owner.budget.tokens, owner.pass_tokens)
+            continue
         done += size
 
 
@@ -192,7 +230,7 @@ def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> N
     the predictors' :meth:`Predictor.score` finds them scored.
 
     The copies of predictors that share a model call (same ``share``) go through it together, whatever example
-    they come from: sorted by length, in passes of at most ``CHUNK_TOKENS`` padded tokens split where the padding
+    they come from: sorted by length, in passes of at most their budget's padded tokens split where the padding
     saved is worth a pass (:func:`pass_sizes`). A copy's score depends on the other copies of its pass only
     through padding, that is float rounding.
     """
@@ -296,7 +334,7 @@ def attribute(requests: Sequence[tuple[Predictor, int]]) -> None:
     embeddings (encoder-decoders: the source's): Σ_s w_s ∂F/∂x at b + α_s (x − b), times (x − b), summed over the
     embedding dimensions; its delta is |Σ IG − (F(x) − F(baseline))|. Input×Gradient is x · ∂F/∂x (captum's
     ``InputXGradient``), and F(x) comes from the same pass. The points of every request (the input, the baseline
-    and each step) are rows of shared passes of at most ``CHUNK_TOKENS`` tokens, examples of one length together
+    and each step) are rows of shared passes of at most their budget's tokens, examples of one length together
     and never padded: given embeddings instead of ids, a model cannot tell padding apart (GPT-2's classifier pools
     the last position that is not ``pad``, found from the ids). A row's gradient depends on the other rows of its
     pass only through float rounding.
@@ -410,7 +448,40 @@ def _embeddings(predictor: Predictor) -> tuple[Any, Any]:
 
 
 Read = Callable[[Any, Any, Any, list[np.ndarray]], Any]
-_EMBEDDERS: dict[int, Callable[[Any], Any]] = {}
+# Per model, weakly: a model freed and another loaded at its address must not find the first one's.
+_EMBEDDERS: weakref.WeakKeyDictionary[Any, Callable[[Any], Any]] = weakref.WeakKeyDictionary()
+_BUDGETS: weakref.WeakKeyDictionary[Any, PassBudget] = weakref.WeakKeyDictionary()
+
+
+def pass_budget(model: Any, device: Any) -> PassBudget:
+    """The pass budget of ``model``'s predictors, made once per model: :data:`CHUNK_TOKENS` off a GPU; on one, the
+    tokens whose gradient pass fits in :data:`GPU_MEMORY_SHARE` of the free memory (at least :data:`CHUNK_TOKENS`;
+    a pass that does not fit after all halves it, see :func:`_in_passes`)."""
+    import torch
+
+    if model not in _BUDGETS:
+        tokens = CHUNK_TOKENS
+        if torch.device(device).type == "cuda":
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            tokens = max(CHUNK_TOKENS, int(free * GPU_MEMORY_SHARE) // gradient_bytes_per_token(model))
+        _BUDGETS[model] = PassBudget(tokens)
+    return _BUDGETS[model]
+
+
+def gradient_bytes_per_token(model: Any) -> int:
+    """An estimate of a gradient pass's memory per token: each matrix product's input and output row (what autograd
+    keeps), twice over for the element-wise steps between them (norms, activations, attention), at the model's
+    element size. Attention scores are not counted: SDPA on a GPU does not keep them."""
+    import torch
+
+    widths = sum(
+        sum(module.weight.shape)
+        for module in model.modules()
+        if not isinstance(module, torch.nn.Embedding)
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and module.weight.dim() == 2
+    )
+    return 2 * widths * next(model.parameters()).element_size()
 
 
 def build_predictor(
@@ -451,6 +522,7 @@ def build_predictor(
         return model(**found, **(model_kwargs(mask.shape[0]) if model_kwargs is not None else {}))
 
     special = np.asarray(seq.special)
+    budget = pass_budget(model, loaded.device)
     return Predictor(
         sequence=sequence,
         ids=list(seq.ids),
@@ -465,7 +537,8 @@ def build_predictor(
         # One model, called the same way: copies and steps of any of its examples can share a pass.
         share=None if model_kwargs is not None else ("model", id(model)),
         segments=segments,
-        pass_tokens=CPU_PASS_TOKENS if torch.device(loaded.device).type == "cpu" else CHUNK_TOKENS,
+        pass_tokens=CPU_PASS_TOKENS if torch.device(loaded.device).type == "cpu" else budget.tokens,
+        budget=budget,
     )
 
 
@@ -478,8 +551,8 @@ def input_embedder(model: Any, probe_id: int) -> Callable[[Any], Any]:
     """
     import torch
 
-    if id(model) in _EMBEDDERS:
-        return _EMBEDDERS[id(model)]
+    if model in _EMBEDDERS:
+        return _EMBEDDERS[model]
     encoder = model.get_encoder() if getattr(model.config, "is_encoder_decoder", False) else None
     table = encoder.embed_tokens if encoder is not None else model.get_input_embeddings()
     scale = float(getattr(encoder, "embed_scale", 1.0) or 1.0) if encoder is not None else 1.0
@@ -495,5 +568,5 @@ def input_embedder(model: Any, probe_id: int) -> Callable[[Any], Any]:
                 if torch.allclose(encoder(inputs_embeds=candidate(probe)).last_hidden_state, reference, atol=1e-5):
                     chosen = candidate
                     break
-    _EMBEDDERS[id(model)] = chosen
+    _EMBEDDERS[model] = chosen
     return chosen

@@ -24,6 +24,18 @@ def test_tau_b_with_a_tie_by_hand():
     assert kendall_tau(np.array(a), np.array(b)) == pytest.approx(3 / math.sqrt(30))
 
 
+@pytest.mark.parametrize("n", [2, 7, 40, 1500])  # 1,500 tokens: the pairwise signs go in three blocks of rows
+def test_tau_b_equals_scipys_with_ties_and_at_any_length(n: int) -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(n)
+    for _ in range(5):
+        a, b = rng.integers(0, max(2, n // 3), n).astype(float), rng.normal(size=n)
+        a[:2] = [0.0, 1.0]  # never constant
+        b[: n // 4] = 0.0  # ties in both vectors, some of them joint
+        assert kendall_tau(a, b) == pytest.approx(stats.kendalltau(a, b).statistic, abs=1e-12)
+
+
 def test_spearman_by_hand():
     # Ranks [1,2,3,4] vs [1,3,2,4]: d² sums to 2, rho = 1 - 6·2 / (4·15) = 0.8.
     assert spearman(np.array([10, 20, 30, 40]), np.array([1, 3, 2, 4])) == pytest.approx(0.8)
