@@ -15,8 +15,10 @@ from attnviz.config import (
     DEFAULT_PNG_LAYERS,
     DEFAULT_PRESET,
     DEFAULT_TRUST_SAMPLE,
+    IG_FIRST_STEPS,
     PRESETS,
 )
+from attnviz.model.predictor import CHUNK_TOKENS, GPU_MEMORY_SHARE
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -33,6 +35,9 @@ def test_readme_defaults_match_the_code() -> None:
     assert f"(default `{DEFAULT_PNG_LAYERS}`" in text
     assert f"up to `--ig-steps` (default {DEFAULT_IG_STEPS})" in text
     assert f"`--trust-sample` input records (default {DEFAULT_TRUST_SAMPLE};" in text
+    assert f"IG starts with {IG_FIRST_STEPS} Gauss-Legendre steps" in text
+    assert f"at most {CHUNK_TOKENS:,} padded tokens (`CHUNK_TOKENS`)" in text
+    assert f"{GPU_MEMORY_SHARE:.0%}".replace("%", " %") + " (`GPU_MEMORY_SHARE`)" in text
 
 
 def test_help_states_the_code_defaults() -> None:

@@ -18,6 +18,7 @@ from attnviz.analysis import AnalysisContext, AnalysisResult, TokenScores, get_a
 from attnviz.analysis.faithfulness import DEFAULT_BINS, curve_scores, erasure_masks, random_orders
 from attnviz.analysis.pipeline import analyze, combined_needs
 from attnviz.config import DEFAULT_RANDOM_ORDERS, IG_FIRST_STEPS, AnalysisOptions, ModelOptions
+from attnviz.errors import ModelError
 from attnviz.model.capture import capture_batch
 from attnviz.model.loading import load_model
 from attnviz.model.predictor import build_predictor
@@ -298,8 +299,8 @@ def test_a_pass_out_of_device_memory_is_split_again_and_gives_the_same_numbers()
 
     alone = bag_predictor(score="logit")
     alone.run_model = lambda *args: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory (simulated)"))
-    with pytest.raises(torch.OutOfMemoryError):  # one row that does not fit has nowhere to go
-        alone.score(np.ones((1, len(IDS)), dtype=bool))
+    with pytest.raises(ModelError, match="one sequence of 11 tokens does not fit in device memory.*--max-length"):
+        alone.score(np.ones((1, len(IDS)), dtype=bool))  # one row that does not fit has nowhere to go
 
 
 def test_a_gpu_pass_budget_is_a_share_of_free_memory_over_a_gradient_pass_per_token(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from attnviz.errors import ModelError
 from attnviz.model.loaded import LoadedModel
 
 Erasure = Literal["delete", "mask"]
@@ -201,7 +202,8 @@ def _in_passes(items: list[Any], length: Callable[[Any], int], run: Callable[[li
     chooses for their owner's budget and pass cost.
 
     A pass that runs out of device memory changed nothing (``run`` keeps its results only at its end): the budget
-    shrinks to half of it and the items not done yet are split again. One item alone that does not fit re-raises.
+    shrinks to half of it and the items not done yet are split again. One item alone that does not fit is a
+    :class:`ModelError` that says what to change.
     """
     import torch
 
@@ -214,15 +216,20 @@ def _in_passes(items: list[Any], length: Callable[[Any], int], run: Callable[[li
         size = sizes.pop(0)
         try:
             run(items[done : done + size])
-        except torch.OutOfMemoryError:
+        except torch.OutOfMemoryError as err:
             if size == 1:
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()  # the failed pass's blocks, before the smaller passes ask for theirs
-            owner.budget.shrink(size * lengths[done + size - 1])
-            sizes = pass_sizes(lengths[done:], owner.budget.tokens, owner.pass_tokens)
+                raise ModelError(
+                    f"one sequence of {lengths[done]} tokens does not fit in device memory for the trust checks' "
+                    "passes: lower --max-length, use --device cpu, or leave out faithfulness and agreement"
+                ) from err
+        else:
+            done += size
             continue
-        done += size
+        # Out of the handler, the failed pass's tensors (its traceback held them) are free to give back.
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        owner.budget.shrink(size * lengths[done + size - 1])
+        sizes = pass_sizes(lengths[done:], owner.budget.tokens, owner.pass_tokens)
 
 
 def score_copies(requests: Sequence[tuple[Predictor, np.ndarray, Erasure]]) -> None:
