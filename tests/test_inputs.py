@@ -182,3 +182,40 @@ def test_field_map_errors() -> None:
         parse_field_map(["text"])
     with pytest.raises(InputError, match="unknown field 'body'"):
         parse_field_map(["body=x"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("bom.txt", "\ufeff"),  # what some editors save for an empty UTF-8 file
+        ("spaces.jsonl", '\ufeff\r\n{"text": "one"}\n\u00a0\n\u3000 \n{"text": "two"}\n\x1c\n'),
+        ("spaces.txt", "one\n\u00a0\u00a0\n\u2003\ntwo\n"),
+    ],
+)
+def test_the_record_count_is_what_the_readers_read(tmp_path: Path, name: str, content: str) -> None:
+    """Lines blank only once decoded (a byte-order mark, Unicode spaces) are no records for the count either: the
+    empty-input check and the trust sample rely on it."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    read = examples_only(read_inputs([str(path)], InputSpec()))
+    assert count_records([str(path)]) == len(read) == content.count("one") + content.count("two")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"text": "ok"}\n\xff\xfe\n \n')
+    assert count_records([str(bad)]) == 2  # an undecodable line is a record, in error
+
+
+def test_a_file_that_cannot_be_read_is_bad_input_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_jsonl(tmp_path / "locked.jsonl", [{"text": "hi"}])
+    real = Path.open
+
+    def locked(self: Path, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        if self.name == "locked.jsonl":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", locked)
+    for attempt in (lambda: count_records([str(path)]), lambda: list(read_inputs([str(path)], InputSpec()))):
+        with pytest.raises(InputError) as found:
+            attempt()
+        assert str(found.value) == f"{path}: cannot be read (Permission denied); check that it is readable"
+        assert found.value.exit_status == ExitStatus.BAD_INPUT

@@ -188,3 +188,20 @@ def test_ctrl_c_exits_130_marking_the_summary_interrupted_and_keeping_the_pages(
     assert [e["id"] for e in summary["examples"]] == ["text-1", "text-2"]
     assert all((out / e["page"]).is_file() for e in summary["examples"]) and (out / "index.html").is_file()
     assert [name.startswith(".examples-") for name in leftovers(out)] == [True]  # the journal, for --resume
+
+
+@pytest.mark.parametrize("link", ["examples", "dataset", "examples/text-1"])
+@pytest.mark.parametrize("mode", [[], ["--overwrite"], ["--resume"]])
+def test_a_symlinked_folder_inside_out_is_refused_and_nothing_outside_is_touched(
+    tmp_path: Path, model: str, link: str, mode: list[str]
+) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.html").write_text("keep", encoding="utf-8")
+    (elsewhere / "precious.png").write_bytes(b"keep")
+    (out / link).parent.mkdir(parents=True)
+    (out / link).symlink_to(elsewhere, target_is_directory=True)
+    result = render("new", "--model", model, *QUICK, "--out", str(out), *mode)
+    assert result.exit_code == 5, result.output
+    assert f"'{out / link}' is a symbolic link, and attnviz writes only inside --out" in result.stderr
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.html", "precious.png"]

@@ -144,8 +144,10 @@ def _read_jsonl(path: Path, spec: InputSpec) -> Records:
 
 
 def _count_lines(path: Path) -> int:
+    """The lines the readers take as records: not blank once decoded as they decode them (a byte-order mark, or
+    only Unicode spaces, is blank), and every undecodable line (a record in error)."""
     with path.open("rb") as handle:
-        return sum(1 for raw in handle if raw.strip())
+        return sum(1 for _, text in decoded_lines(handle, str(path)) if isinstance(text, InputError) or text.strip())
 
 
 register_reader(

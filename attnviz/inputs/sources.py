@@ -123,11 +123,19 @@ def count_records(args: Sequence[str], literal: bool = False, dataset: DatasetSo
             return None
         kind = _on_disk(arg)
         reader = reader_for(Path(arg), is_dir=kind == "dir") if kind in ("file", "dir") else None
-        total += reader.count(Path(arg)) if reader is not None else 1
+        try:
+            total += reader.count(Path(arg)) if reader is not None else 1
+        except OSError as err:
+            raise _unreadable(arg, err) from None
     if dataset is None:
         return total
     rows = count_dataset(dataset)
     return None if rows is None else total + rows
+
+
+def _unreadable(arg: str, err: OSError) -> InputError:
+    """A file or folder that exists but cannot be opened or read (permissions, a disk error)."""
+    return InputError(arg, f"cannot be read ({err.strerror or err}); check that it is readable")
 
 
 def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) -> Records:
@@ -143,7 +151,10 @@ def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) ->
                 raise InputError(
                     arg, "is a directory; pass the files inside it, or a folder written by datasets' save_to_disk"
                 )
-            yield from reader.read(Path(arg), spec)
+            try:
+                yield from reader.read(Path(arg), spec)
+            except OSError as err:
+                raise _unreadable(arg, err) from None
             return
         if kind == "other":  # a pipe or device: it cannot be read twice (once to count records, once to render)
             raise InputError(arg, "is not a regular file; save it to a file, or pipe it to - (stdin)")

@@ -112,6 +112,7 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
 
 def _make_ready(out: Path, overwrite: bool, resume: bool) -> None:
     try:
+        _refuse_links(out)
         if resume and (out / STATE_NAME).is_file():
             _remove(_matching(out, TEMP_FILES))
         elif resume and next(_matching(out, REPORT_FILES), None) is None:
@@ -129,6 +130,19 @@ def _make_ready(out: Path, overwrite: bool, resume: bool) -> None:
         (out / "examples").mkdir(exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}") from None
+
+
+def _refuse_links(out: Path) -> None:
+    """A folder of attnviz's inside ``out`` that is a symbolic link would take its writes and ``--overwrite``'s
+    removals to wherever it points: refused, as attnviz writes only inside ``--out``."""
+    examples = out / "examples"
+    inside = examples.iterdir() if examples.is_dir() and not examples.is_symlink() else iter(())
+    for folder in (examples, out / "dataset", *inside):
+        if folder.is_symlink():
+            raise OutputError(
+                f"'{folder}' is a symbolic link, and attnviz writes only inside --out: "
+                "remove the link or choose another --out"
+            )
 
 
 def _matching(out: Path, patterns: tuple[str, ...]) -> Iterator[Path]:
