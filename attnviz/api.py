@@ -6,6 +6,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -85,13 +86,13 @@ def render_reports(
     methods = expand_methods(options.methods)
     names = [*options.formats, "tensors"] if options.save_tensors else options.formats
     renderers = [get_renderer(name) for name in dict.fromkeys(names)]  # each once, however often asked for
-    # Locked and checked before the model loads (minutes, for a large one).
-    with (
-        claim_folder(options.out_dir, options.overwrite, options.resume) as out,
-        open_journal(out, resume_key(inputs, options), options.resume) as journal,
-    ):
+    with ExitStack() as stack:
+        # Locked and checked before the model loads (minutes, for a large one); journalled after it has loaded, so
+        # a model that fails to load leaves the folder as it was (no journal of a run that never started).
+        out = stack.enter_context(claim_folder(options.out_dir, options.overwrite, options.resume))
         loaded = loaded or load_model(options.model)
         task = get_task(loaded.task)
+        journal = stack.enter_context(open_journal(out, resume_key(inputs, options), options.resume))
         spec = InputSpec(
             required=task.required_fields,
             line_field=task.line_field,

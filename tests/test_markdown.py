@@ -113,6 +113,9 @@ def test_md_escape() -> None:
     assert md_escape("<b>|*_`[x]#~&\\</b>") == r"\<b\>\|\*\_\`\[x\]\#" + "\u2060" + r"\~\&\\\</b\>"
     assert md_escape("a\nb\r\nc\u2028d") == "a b c d"
     assert md_escape("@octocat") == "@\u2060octocat"
+    # Terminal controls and bidirectional overrides are shown, not run: escape sequences, NUL, C1, U+202E.
+    hostile = "a\x1b]0;owned\x07\x1bc\x00\x9b\u202eb\u2066"
+    assert md_escape(hostile) == r"a\x1b\]0;owned\x07\x1bc\x00\x9b\u202eb\u2066"
     assert md_escape(None) == ""
 
 

@@ -205,3 +205,13 @@ def test_a_symlinked_folder_inside_out_is_refused_and_nothing_outside_is_touched
     assert result.exit_code == 5, result.output
     assert f"'{out / link}' is a symbolic link, and attnviz writes only inside --out" in result.stderr
     assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.html", "precious.png"]
+
+
+def test_a_model_that_fails_to_load_leaves_the_folder_as_it_was(tmp_path: Path, model: str) -> None:
+    out = tmp_path / "out"
+    failed = render("hi", "--model", str(tmp_path / "no-such-model"), *QUICK, "--out", str(out))
+    assert failed.exit_code == 4, failed.output
+    assert [p.name for p in out.rglob("*")] == ["examples"]  # no journal or spool of a run that never started
+    retried = render("hi", "--model", model, *QUICK, "--out", str(out))
+    assert retried.exit_code == 0, retried.output
+    assert leftovers(out) == []

@@ -21,6 +21,7 @@ from attnviz.analysis.pipeline import ExampleReport
 from attnviz.output.base import write_text
 from attnviz.output.check import CheckResult, format_number
 from attnviz.output.html import templates_dir
+from attnviz.output.terminal import visible
 from attnviz.types import Needs
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ def md_escape(value: Any) -> str:
     Backslash-escapes ``\\ ` * _ [ ] < > | # ~ &`` (``<`` stops raw HTML, ``|`` a new table cell, ``[`` a
     link or image, ``&`` an entity) and turns line breaks into spaces. A word joiner goes where GitHub would
     autolink plain text (``http://``, ``www.``, ``@someone``, ``#123``, ``a@b.example``), so posted as a comment
-    it links, mentions and notifies no one.
+    it links, mentions and notifies no one. Control and bidirectional-override characters are shown as escapes
+    (``\\x1b``), as on the terminal: ``cat summary.md`` must not run them, nor a comment reorder a line.
     """
     text = _LINE_BREAKS.sub(" ", "" if value is None else str(value))
-    return _AUTOLINK_POINTS.sub("\u2060", _SIGNIFICANT.sub(r"\\\1", text))
+    return visible(_AUTOLINK_POINTS.sub("\u2060", _SIGNIFICANT.sub(r"\\\1", text)))
 
 
 def shorten(text: str, limit: int = MAX_TEXT) -> str:
