@@ -33,8 +33,14 @@ class InputError(AttnvizError):
         self.source = source
         self.reason = reason
         self.field = field
-        where = f"{source}: field '{field}'" if field else source
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{located(source, field)}: {reason}")
+
+
+def located(source: str, field: str | None) -> str:
+    """``file:line`` and the field, as errors and skipped-record lines name them. Both come from the input (file
+    names, JSON keys), so line breaks in them are shown as escapes: one problem is one line of a log."""
+    where = f"{source}: field '{field}'" if field else source
+    return where.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ModelError(AttnvizError):

@@ -73,7 +73,16 @@ def test_skip_mode_records_bad_lines_in_summary_and_index(tmp_path: Path, model:
     ]
     index = (out / "index.html").read_text(encoding="utf-8")
     assert f"{data}:3" in index and "malformed JSON" in index
-    assert f"skipped {data}:2" in result.stdout
+    assert f"skipped {data}:2: field 'text': " in result.stdout  # the field named, as the error would
+    assert f"skipped {data}:3: malformed JSON" in result.stdout
+
+
+def test_a_line_break_in_a_field_name_stays_on_the_error_line(tmp_path: Path, model: str) -> None:
+    data = write(tmp_path / "in.jsonl", '{"text": "ok"}\n{"text": "x", "a\\nFAKE": 1, "a\\nFAKE": 2}\n')
+    result = render([str(data), "--model", model, "--out", str(tmp_path / "out"), "--format", "json"])
+    assert result.exit_code == 3
+    error = next(line for line in result.stderr.splitlines() if line.startswith("attnviz: error:"))
+    assert error == f"attnviz: error: {data}:2: field 'a\\nFAKE': is given twice", result.stderr
 
 
 def test_text_argument_stdin_and_several_inputs(tmp_path: Path, model: str) -> None:

@@ -219,3 +219,18 @@ def test_a_file_that_cannot_be_read_is_bad_input_naming_it(tmp_path: Path, monke
             attempt()
         assert str(found.value) == f"{path}: cannot be read (Permission denied); check that it is readable"
         assert found.value.exit_status == ExitStatus.BAD_INPUT
+
+
+def test_two_inputs_of_one_name_collide_on_default_ids_with_a_message_that_says_so(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    first, second = tmp_path / "x" / "data.txt", tmp_path / "y" / "data.txt"
+    first.write_text("Great movie.\n", encoding="utf-8")
+    second.write_text("Awful film.\n", encoding="utf-8")
+    with pytest.raises(InputError) as found:
+        list(read_inputs([str(first), str(second)], InputSpec()))
+    assert found.value.field is None  # no id field is to blame: the records have none
+    assert str(found.value) == (
+        f"{second}:1: its default id 'data:1' (file name and line) is also the one of {first}:1: "
+        "give the records an id field, or rename one of the files"
+    )

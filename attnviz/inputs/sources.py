@@ -47,7 +47,7 @@ def read_inputs(
             item = replace(item, index=position - 1)
             if isinstance(item, Example):
                 if item.id in seen:
-                    problem = InputError(item.source, f"duplicate id '{item.id}' (first at {seen[item.id]})", "id")
+                    problem = _duplicate(item, seen[item.id])
                     yield replace(skip_or_raise(problem, spec), index=item.index)
                     continue
                 seen[item.id] = item.source
@@ -131,6 +131,19 @@ def count_records(args: Sequence[str], literal: bool = False, dataset: DatasetSo
         return total
     rows = count_dataset(dataset)
     return None if rows is None else total + rows
+
+
+def _duplicate(item: Example, first: str) -> InputError:
+    """``item``'s id is also the record's at ``first``: the record's own id field, or the default one attnviz made
+    from the file name and line (two inputs of one name, or one file given twice)."""
+    path, _, line = item.source.rpartition(":")
+    if item.id == f"{Path(path).stem}:{line}":
+        return InputError(
+            item.source,
+            f"its default id '{item.id}' (file name and line) is also the one of {first}: "
+            "give the records an id field, or rename one of the files",
+        )
+    return InputError(item.source, f"duplicate id '{item.id}' (first at {first})", "id")
 
 
 def _unreadable(arg: str, err: OSError) -> InputError:

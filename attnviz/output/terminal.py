@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from attnviz.errors import located
 from attnviz.types import OnProgress
 
 MAX_ROWS = 20
@@ -138,9 +139,8 @@ def print_summary(console: Console, summary: Mapping[str, Any], out: str) -> Non
             soft_wrap=True,
         )
     for skipped in summary["skipped"]:
-        console.print(
-            Text(visible(f"skipped {skipped['source']}: {skipped['reason']}"), style="yellow"), soft_wrap=True
-        )
+        where = located(skipped["source"], skipped["field"])
+        console.print(Text(visible(f"skipped {where}: {skipped['reason']}"), style="yellow"), soft_wrap=True)
     metrics = summary["dataset"]["metrics"]
     if metrics.get("accuracy") is not None:
         console.print(f"accuracy: {metrics['accuracy']:.3f}", soft_wrap=True)
