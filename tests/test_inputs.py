@@ -60,6 +60,7 @@ def test_jsonl_fields_metadata_and_mapping(tmp_path: Path) -> None:
         ('{"text": "   "}', "text", "is empty"),
         ('["text"]', None, "expected a JSON object"),
         ('{"text": "t", "rationale": [[3, 1]]}', "rationale", "is not [start, end]"),
+        ('{"text": "four", "rationale": [[0, 4], [2, 9]]}', "rationale", "span [2, 9] ends past the text (4 char"),
     ],
 )
 def test_bad_jsonl_line_names_file_line_and_field(tmp_path: Path, line: str, field: str | None, reason: str) -> None:

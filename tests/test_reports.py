@@ -31,6 +31,7 @@ def run(tiny_loaded: Callable, tmp_path_factory: pytest.TempPathFactory) -> tupl
         {"id": f"r{i}", "text": t, "label": "positive" if i == 0 else "negative", "stars": i}
         for i, t in enumerate(HOSTILE)
     ]
+    rows[1]["extra"] = {"<b>k</b>": [1.5, True, None]}
     rows.append({"id": "long one", "text": " ".join(["word"] * 80), "label": "positive"})
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path_factory.mktemp("out")
@@ -73,6 +74,9 @@ def test_hostile_tokens_are_text_everywhere(run: tuple[Path, dict[str, Any]]) ->
     page = soup(out / "examples" / "r0.html")
     shown = " ".join(t.get_text() for t in page.select(".words-view .tok"))
     assert "<" in shown and "script" in shown  # the markup is visible as text
+    # Metadata values are shown as the JSON they were (not Python's True/None), escaped like everything else.
+    note = next(p.get_text() for p in soup(out / "examples" / "r1.html").select("p.note") if "metadata" in p.get_text())
+    assert note == 'metadata: stars = 1; extra = {"<b>k</b>": [1.5, true, null]}'
 
 
 def test_no_remote_urls_and_csp(run: tuple[Path, dict[str, Any]]) -> None:

@@ -234,6 +234,14 @@ def _example(record: Mapping[str, Any], source: str, default_id: str, spec: Inpu
     example_id = _id_or_label(record.get(columns["id"]), source, columns["id"]) or default_id
     label = _id_or_label(record.get(columns["label"]), source, columns["label"])
     rationale = _rationale(record.get(columns["rationale"]), source, columns["rationale"])
+    if rationale and "text" in fields and not isinstance(rationale[0], str):
+        # Spans mark characters of the text: one past its end is a mistake in the data, not a smaller rationale.
+        length = len(fields["text"])
+        for start, end in rationale:
+            if end > length:
+                raise InputError(
+                    source, f"span [{start}, {end}] ends past the text ({length} characters)", columns["rationale"]
+                )
     used = {columns[name] for name in KNOWN_FIELDS}
     metadata = {key: value for key, value in record.items() if key not in used}
     return Example(

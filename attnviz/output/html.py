@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
@@ -71,6 +72,11 @@ def environment() -> Any:
     env.filters["heat"] = lambda v: hex_colour(float(v or 0.0))
     env.filters["heat_text"] = lambda v: text_colour(float(v or 0.0))
     env.filters["shown"] = _shown
+    # A value as the JSON it was read from (true, null, nested objects), as text for autoescape: tojson's output is
+    # for script blocks, with < written \u003c.
+    env.filters["json_text"] = lambda value: (
+        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    )
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
     return env
 
