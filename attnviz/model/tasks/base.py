@@ -175,6 +175,10 @@ def encode_stream(
     Examples with and without a second text are tokenised apart (a missing pair must not become ``""``, which
     adds a separator) and padded to one width, so a batch gives each example exactly what it gets alone. The
     length before truncation is measured first so truncation can be reported.
+
+    Padding goes on the right whatever side the tokenizer prefers: encoders read their first token (a left-padded
+    BERT would classify from ``[PAD]``, RoBERTa would number positions from the padding), causal models never
+    see later padding, and generation runs one example at a time with none.
     """
     import torch
     from transformers import BatchEncoding
@@ -198,10 +202,10 @@ def encode_stream(
         for i, ids in zip(g, call(g, truncation=False, verbose=False)["input_ids"], strict=True)
     }
     # One group (the usual batch) pads to its own longest; two pad to the longest of both, measured first.
-    padding: dict[str, Any] = {"max_length": max_length, "padding": True}
+    padding: dict[str, Any] = {"max_length": max_length, "padding": True, "padding_side": "right"}
     if len(groups) > 1:
         width = max(len(ids) for g in groups for ids in call(g, max_length=max_length, **options)["input_ids"])
-        padding = {"max_length": width, "padding": "max_length"}
+        padding = {"max_length": width, "padding": "max_length", "padding_side": "right"}
     parts = [
         call(
             g,
@@ -260,21 +264,12 @@ def ids_stream(
     )
 
 
-def stream_inputs(stream: Stream, model: Any, prefix: str = "") -> dict[str, Any]:
-    """Model keyword arguments for a stream; left padding gets explicit position ids.
-
-    Without them a left-padded decoder would number positions from the padding, and a batched
-    example would differ from the same example run alone.
-    """
-    import inspect
-
-    inputs = {f"{prefix}input_ids": stream.input_ids, f"{prefix}attention_mask": stream.mask}
+def stream_inputs(stream: Stream) -> dict[str, Any]:
+    """Model keyword arguments for a (right-padded) stream."""
+    inputs = {"input_ids": stream.input_ids, "attention_mask": stream.mask}
     enc = stream.encoding
-    if "token_type_ids" in enc and not prefix:
+    if "token_type_ids" in enc:
         inputs["token_type_ids"] = enc["token_type_ids"].to(stream.input_ids.device)
-    left_padded = bool((stream.mask[:, 0] == 0).any())
-    if left_padded and not prefix and "position_ids" in inspect.signature(model.forward).parameters:
-        inputs["position_ids"] = (stream.mask.long().cumsum(-1) - 1).clamp(min=0)
     return inputs
 
 

@@ -85,7 +85,7 @@ class ClassifyTask(TaskAdapter):
         )
 
     def forward(self, model: Any, batch: Batch) -> Forward:
-        outputs = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
+        outputs = model(**stream_inputs(batch.streams[INPUT]), output_attentions=True)
         return Forward(attentions={"self": outputs.attentions}, outputs=outputs)
 
     def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:

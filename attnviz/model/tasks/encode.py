@@ -55,10 +55,10 @@ class EncodeTask(TaskAdapter):
             from attnviz.model.fast_attention import attention_kind
 
             with attention_kind(PAIR):
-                out2 = model(**stream_inputs(batch.streams[PAIR], model), output_attentions=True)
+                out2 = model(**stream_inputs(batch.streams[PAIR]), output_attentions=True)
             pooled[PAIR] = mean_pool(out2.last_hidden_state, batch.streams[PAIR].mask)
             attentions[PAIR] = out2.attentions
-        out = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
+        out = model(**stream_inputs(batch.streams[INPUT]), output_attentions=True)
         pooled[INPUT] = mean_pool(out.last_hidden_state, batch.streams[INPUT].mask)
         attentions["self"] = out.attentions
         return Forward(attentions=attentions, outputs=pooled)

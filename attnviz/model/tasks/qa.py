@@ -62,7 +62,7 @@ class QuestionAnsweringTask(TaskAdapter):
         return Batch(examples=list(examples), streams={INPUT: stream})
 
     def forward(self, model: Any, batch: Batch) -> Forward:
-        outputs = model(**stream_inputs(batch.streams[INPUT], model), output_attentions=True)
+        outputs = model(**stream_inputs(batch.streams[INPUT]), output_attentions=True)
         return Forward(attentions={"self": outputs.attentions}, outputs=outputs)
 
     def _spans(self, forward: Forward, batch: Batch) -> list[tuple[int, int]]:
