@@ -29,7 +29,7 @@ from attnviz.output import get_renderer
 from attnviz.output.aggregate import DatasetAggregate
 from attnviz.output.base import Renderer, write_run_files
 from attnviz.output.check import CheckResult, Threshold, check_summary, recorded_check
-from attnviz.output.folder import claim_folder
+from attnviz.output.folder import COMPARE_FOLDERS, claim_folder
 from attnviz.output.journal import open_journal
 from attnviz.output.schema import read_summary
 from attnviz.output.summary import RunDocument, example_summary, run_header, skipped_summary, versions
@@ -466,7 +466,9 @@ def compare_models(
 
     Raises:
         InputError, ModelError, OutputError: as :func:`attnviz.api.render_reports` (side A runs first).
-        UsageError: the two models do not do the same task, or label the same classes differently.
+        UsageError: the two models do not do the same task, or label the same classes differently; ``out_dir``
+            holds an earlier report and ``options_a.overwrite`` is not set (exit 2).
+        OutputError: ``out_dir``, ``a/`` or ``b/`` cannot be written, or one of them is a symbolic link (exit 5).
     """
     import io
     import sys
@@ -483,23 +485,23 @@ def compare_models(
         streams: tuple[BinaryIO | None, BinaryIO | None] = (io.BytesIO(data), io.BytesIO(data))
     else:
         streams = (stdin, stdin)
-    a = render_reports(
-        inputs,
-        dataclasses.replace(options_a, out_dir=out_dir / "a"),
-        stdin=streams[0],
-        loaded=loaded_a,
-        keep_examples=True,
-    )
-    b = render_reports(
-        inputs,
-        dataclasses.replace(options_b, out_dir=out_dir / "b"),
-        stdin=streams[1],
-        loaded=loaded_b,
-        keep_examples=True,
-    )
-    document = compare_summaries(a, b, pages_a="a", pages_b="b")
-    document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
-    write_compare(document, out_dir)
+    with claim_folder(out_dir, options_a.overwrite, folders=COMPARE_FOLDERS):
+        a, b = (
+            render_reports(
+                inputs,
+                dataclasses.replace(options, out_dir=out_dir / side),
+                stdin=stream,
+                loaded=loaded,
+                keep_examples=True,
+            )
+            for options, side, stream, loaded in (
+                (options_a, "a", streams[0], loaded_a),
+                (options_b, "b", streams[1], loaded_b),
+            )
+        )
+        document = compare_summaries(a, b, pages_a="a", pages_b="b")
+        document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
+        write_compare(document, out_dir)
     return document
 
 

@@ -620,6 +620,7 @@ def merge(
     minimum: MinOpt = None,
     maximum: MaxOpt = None,
     single_file: SingleFileOpt = None,
+    overwrite: OverwriteOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Merge sharded runs into one report, identical to an unsharded run's summary and index.
@@ -632,7 +633,7 @@ def merge(
         from attnviz.output.merge import merge_reports
 
         thresholds = _thresholds(minimum, maximum)
-        merged = merge_reports(folders, out, _split(fmt) or None, thresholds)
+        merged = merge_reports(folders, out, _split(fmt) or None, thresholds, overwrite)
         _say(out_console, f"merged {len(folders)} shards, {merged['counts']['examples']} examples: {out}/index.html")
         _finish(out, merged, thresholds, single_file)
 

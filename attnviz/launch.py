@@ -172,7 +172,7 @@ def _merge(
     from attnviz.output.merge import merge_reports
 
     folders = [rank_folder(out, rank) for rank in range(launch.world_size)]
-    merged = merge_reports(folders, out, options.formats, thresholds)
+    merged = merge_reports(folders, out, options.formats, thresholds, claimed=True)
     if not keep_shards:
         shutil.rmtree(out / RANKS_FOLDER, ignore_errors=True)
     # The short index rows render_reports returns (the terminal summary reads them), rebuilt in input order.

@@ -215,3 +215,79 @@ def test_a_model_that_fails_to_load_leaves_the_folder_as_it_was(tmp_path: Path, 
     retried = render("hi", "--model", model, *QUICK, "--out", str(out))
     assert retried.exit_code == 0, retried.output
     assert leftovers(out) == []
+
+
+@pytest.mark.parametrize("runs_before", [False, True])
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
+    tmp_path: Path, model: str, runs_before: bool
+) -> None:
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    victim.write_text("important data", encoding="utf-8")
+    if runs_before:  # refused for holding a report, the run must still not write through the link first
+        assert render("old", "--model", model, *QUICK, "--out", str(out)).exit_code == 0
+    out.mkdir(exist_ok=True)
+    (out / LOCK_NAME).symlink_to(victim)
+    result = render("new", "--model", model, *QUICK, "--out", str(out))
+    assert result.exit_code == 5, result.output
+    assert f"'{out / LOCK_NAME}' is a symbolic link, and attnviz writes only inside --out" in result.stderr
+    assert victim.read_text(encoding="utf-8") == "important data" and (out / LOCK_NAME).is_symlink()
+
+
+def compare(*args: str):  # type: ignore[no-untyped-def]
+    return runner.invoke(app, ["compare", "one", *args])
+
+
+def test_compare_claims_its_folder_like_render(tmp_path: Path, model: str) -> None:
+    out = tmp_path / "out"
+    assert render("old", "--model", model, *QUICK, "--out", str(out)).exit_code == 0
+    before = sorted(out.rglob("*"))
+    refused = compare("--model", model, "--against", model, *QUICK, "--out", str(out))
+    assert refused.exit_code == 2 and "holds the report of an earlier run; pass --overwrite" in refused.stderr
+    assert sorted(out.rglob("*")) == before  # nothing of either side written
+    replaced = compare("--model", model, "--against", model, *QUICK, "--out", str(out), "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["kind"] == "compare"
+    assert not (out / "index.html").exists() and not (out / "examples").exists()  # the render's files are gone
+    again = compare("--model", model, "--against", model, *QUICK, "--out", str(out))
+    assert again.exit_code == 2 and leftovers(out) == []
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_compare_refuses_a_side_folder_that_is_a_link(tmp_path: Path, model: str, side: str) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    (elsewhere / "examples").mkdir(parents=True)
+    (elsewhere / "examples" / "x.html").write_text("keep", encoding="utf-8")
+    out.mkdir()
+    (out / side).symlink_to(elsewhere, target_is_directory=True)
+    result = compare("--model", model, "--against", model, *QUICK, "--out", str(out), "--overwrite")
+    assert result.exit_code == 5 and f"'{out / side}' is a symbolic link" in result.stderr
+    assert [p.name for p in elsewhere.rglob("*")] == ["examples", "x.html"]
+
+
+def test_merge_claims_its_folder_and_never_merges_into_a_shard(tmp_path: Path, model: str) -> None:
+    shards = [tmp_path / f"s{i}" for i in range(2)]
+    for i, shard in enumerate(shards):
+        result = render("one", "two", "--model", model, *QUICK, "--batch-size", "1", "--shard", f"{i}/2",
+                        "--out", str(shard))  # fmt: skip
+        assert result.exit_code == 0, result.output
+    into_shard = runner.invoke(app, ["merge", *map(str, shards), "--out", str(shards[0]), "--overwrite"])
+    assert into_shard.exit_code == 2 and f"--out '{shards[0]}' is the shard" in into_shard.stderr
+    assert sorted(p.name for p in (shards[0] / "examples").iterdir()) == ["text-1.html"]
+
+    out = tmp_path / "merged"
+    assert render("old", "--model", model, *QUICK, "--out", str(out), "--format", "html,json,png").exit_code == 0
+    refused = runner.invoke(app, ["merge", *map(str, shards), "--out", str(out)])
+    assert refused.exit_code == 2 and "holds the report of an earlier run" in refused.stderr
+    merged = runner.invoke(app, ["merge", *map(str, shards), "--out", str(out), "--overwrite"])
+    assert merged.exit_code == 0, merged.output
+    # The old run's page and maps are gone: the report holds the merged examples only.
+    assert sorted(p.name for p in (out / "examples").iterdir()) == ["text-1.html", "text-2.html"]
+    assert not (out / "dataset").exists() and leftovers(out) == []
+
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "examples").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir()
+    result = runner.invoke(app, ["merge", *map(str, shards), "--out", str(linked)])
+    assert result.exit_code == 5 and "is a symbolic link" in result.stderr
+    assert list((tmp_path / "elsewhere").iterdir()) == []

@@ -130,15 +130,20 @@ def fail_at_capture(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     monkeypatch.setattr(api, "capture_batch", breaking)
 
 
+def interrupted(model: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``out`` after a run of TEXTS that failed on its second batch, its journal kept."""
+    with monkeypatch.context() as patch:
+        fail_at_capture(patch, 2)
+        assert render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out)).exit_code == 1
+    return out
+
+
 def test_resume_repeats_no_finished_example(
     model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uninterrupted: dict[str, bytes]
 ) -> None:
     from attnviz import api
 
-    out = tmp_path / "out"
-    with monkeypatch.context() as patch:
-        fail_at_capture(patch, 2)
-        assert render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out)).exit_code == 1
+    out = interrupted(model, tmp_path / "out", monkeypatch)
     analysed: list[str] = []
     real = api.analyze_batch
 
@@ -175,10 +180,7 @@ def test_a_real_sigkill_midway_then_resume(model: str, tmp_path: Path, uninterru
 def test_resume_with_other_options_or_inputs_is_refused_naming_the_difference(
     model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "out"
-    with monkeypatch.context() as patch:
-        fail_at_capture(patch, 2)
-        assert render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out)).exit_code == 1
+    out = interrupted(model, tmp_path / "out", monkeypatch)
     other = render(
         *TEXTS, "--model", model, *OPTIONS, "--batch-size", "3", "--seed", "7", "--out", str(out), "--resume"
     )
@@ -211,3 +213,51 @@ def test_resume_in_an_empty_folder_starts_the_run_and_a_merged_folder_is_refused
         "one", "--model", model, "--method", "attention", "--format", "json", "--out", str(merged), "--resume"
     )
     assert refused.exit_code == 2 and "no run journal" in refused.stderr
+
+
+def tamper_spool(out: Path, line: str) -> None:
+    spool = next(out.glob(".examples-*.jsonl"))
+    spool.write_text(spool.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
+
+
+def tamper_state(out: Path, **fields: object) -> None:
+    state = json.loads((out / STATE_NAME).read_text(encoding="utf-8"))
+    (out / STATE_NAME).write_text(json.dumps(state | fields), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda out: tamper_spool(out, "garbage"), "line 3 of its spool '.examples-"),
+        (lambda out: tamper_spool(out, "[1, 2]"), "does not match the schema of an example entry at $"),
+        (lambda out: tamper_state(out, key=[1]), f"'{STATE_NAME}' is not a run journal"),
+        (lambda out: tamper_state(out, spool="../elsewhere.jsonl"), "names no spool of this folder"),
+        (lambda out: tamper_state(out, spool=".victim"), "names no spool of this folder"),
+    ],
+)
+def test_a_tampered_journal_is_refused_and_nothing_outside_is_written(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tamper: Callable[[Path], None], message: str
+) -> None:
+    out = interrupted(model, tmp_path / "out", monkeypatch)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep1\nkeep2 without a newline", encoding="utf-8")
+    (out / ".victim").symlink_to(victim)
+    tamper(out)
+    refused = render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out), "--resume")
+    assert refused.exit_code == 2, refused.output
+    assert message in refused.stderr and "pass --overwrite" in refused.stderr
+    assert victim.read_text(encoding="utf-8") == "keep1\nkeep2 without a newline"
+
+
+def test_a_journal_entry_naming_another_page_is_refused(
+    model: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = interrupted(model, tmp_path / "out", monkeypatch)
+    spool = next(out.glob(".examples-*.jsonl"))
+    first, *rest = spool.read_text(encoding="utf-8").splitlines()
+    entry = json.loads(first) | {"page": "examples/text-2.html"}
+    spool.write_text("\n".join([json.dumps(entry), *rest]) + "\n", encoding="utf-8")
+    refused = render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out), "--resume")
+    assert refused.exit_code == 2 and 'names the page "examples/text-2.html", not the one render writes' in (
+        refused.stderr
+    )

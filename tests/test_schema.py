@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,15 @@ def deep(levels: int) -> Any:
             '{"timing": {"total_seconds": -Infinity}}',
             "holds -inf, which is not a JSON number at $.timing.total_seconds",
         ),
+        (
+            '{"timing": {"total_seconds": 1' + "0" * 400 + "}}",
+            "holds an integer of 401 digits, too large for a float at $.timing.total_seconds",
+        ),
+        (
+            '{"a": 1' + "0" * 5000 + "}",
+            f"holds an integer of more than {sys.get_int_max_str_digits()} digits",
+        ),
+        ('{"run": {"model": "a", "model": "b"}}', 'gives the key "model" twice in one object'),
         ("{}", "does not match the render schema at $: 'schema_version' is a required property"),
         ("[]", "does not match the render schema at $: [] is not of type 'object'"),
     ],

@@ -4,6 +4,7 @@ whole so that an interrupted run leaves no half-written page or temporary file b
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -22,7 +23,13 @@ LOCK_NAME = ".attnviz.lock"
 STATE_NAME = ".attnviz-run.json"
 #: Example entries of a run in progress, one JSON line each (a unique name per run; removed when it completes).
 SPOOL_PREFIX, SPOOL_SUFFIX = ".examples-", ".jsonl"
-_RUN_FILES = ("index.html", "summary.json", "summary.md")
+_NAME_BYTES = 6  # random bytes in the name of a spool or temporary file, written as hex
+#: The name of a spool :func:`new_spool` makes.
+SPOOL_NAME = re.compile(rf"{re.escape(SPOOL_PREFIX)}[0-9a-f]{{{2 * _NAME_BYTES}}}{re.escape(SPOOL_SUFFIX)}")
+_RUN_FILES = ("index.html", "summary.json", "summary.md", "compare.html")
+#: The folders a report writes inside ``--out``: a render's (or merge's) pages and maps, and a compare's two reports.
+REPORT_FOLDERS = ("examples", "dataset")
+COMPARE_FOLDERS = ("a", "b")
 #: Temporary files of writes killed before they could clean up (see ``replacing``): never part of a report.
 TEMP_FILES = (
     *(f".{name}.*.tmp" for name in (*_RUN_FILES, STATE_NAME)),
@@ -37,7 +44,9 @@ OWN_FILES = (*REPORT_FILES, *TEMP_FILES, f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")
 
 
 @contextmanager
-def claim_folder(out: Path, overwrite: bool = False, resume: bool = False) -> Iterator[Path]:
+def claim_folder(
+    out: Path, overwrite: bool = False, resume: bool = False, folders: tuple[str, ...] = REPORT_FOLDERS
+) -> Iterator[Path]:
     """Create ``out`` and lock it for the body's run; it must not hold another run's files.
 
     The lock is taken before the folder is looked at, so a locked folder is never cleared. It is an advisory
@@ -49,9 +58,11 @@ def claim_folder(out: Path, overwrite: bool = False, resume: bool = False) -> It
             any other file in the folder is kept.
         resume: keep the files of the run journalled there (see ``attnviz.output.journal``), removing only
             temporary files; a folder with a report but no journal is refused as without it.
+        folders: the folders the run writes inside ``out`` (:data:`REPORT_FOLDERS`, or :data:`COMPARE_FOLDERS`,
+            whose reports claim them in turn); none may be a symbolic link.
 
     Yields:
-        ``out``, with its ``examples/`` folder.
+        ``out``, with its ``examples/`` folder when ``folders`` has one.
 
     Raises:
         UsageError: ``out`` holds an earlier run's files, and neither ``overwrite`` nor ``resume`` with a journal
@@ -64,7 +75,7 @@ def claim_folder(out: Path, overwrite: bool = False, resume: bool = False) -> It
     except OSError as err:
         raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
     try:
-        _make_ready(out, overwrite, resume)
+        _make_ready(out, overwrite, resume, folders)
         yield out
     finally:
         _release(out, lock)
@@ -102,7 +113,7 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
     """A new empty file named ``prefix + random + suffix``, with the permissions the umask gives (a page must be
     as readable as before; ``tempfile.mkstemp`` makes files only their owner can read)."""
     while True:
-        path = folder / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        path = folder / f"{prefix}{secrets.token_hex(_NAME_BYTES)}{suffix}"
         try:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
@@ -110,9 +121,9 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
         return path
 
 
-def _make_ready(out: Path, overwrite: bool, resume: bool) -> None:
+def _make_ready(out: Path, overwrite: bool, resume: bool, folders: tuple[str, ...]) -> None:
     try:
-        _refuse_links(out)
+        _refuse_links(out, folders)
         if resume and (out / STATE_NAME).is_file():
             _remove(_matching(out, TEMP_FILES))
         elif resume and next(_matching(out, REPORT_FILES), None) is None:
@@ -127,17 +138,18 @@ def _make_ready(out: Path, overwrite: bool, resume: bool) -> None:
                     + " or choose another --out"
                 )
             _clear(out)
-        (out / "examples").mkdir(exist_ok=True)
+        if "examples" in folders:
+            (out / "examples").mkdir(exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}") from None
 
 
-def _refuse_links(out: Path) -> None:
+def _refuse_links(out: Path, folders: tuple[str, ...]) -> None:
     """A folder of attnviz's inside ``out`` that is a symbolic link would take its writes and ``--overwrite``'s
     removals to wherever it points: refused, as attnviz writes only inside ``--out``."""
     examples = out / "examples"
     inside = examples.iterdir() if examples.is_dir() and not examples.is_symlink() else iter(())
-    for folder in (examples, out / "dataset", *inside):
+    for folder in (*(out / name for name in folders), *inside):
         if folder.is_symlink():
             raise OutputError(
                 f"'{folder}' is a symbolic link, and attnviz writes only inside --out: "
@@ -173,8 +185,13 @@ def _acquire(out: Path) -> int:
         OutputError: another process holds the lock (exit 5).
     """
     path = out / LOCK_NAME
-    flags = os.O_RDWR | os.O_CREAT | (os.O_EXCL if fcntl is None else 0)
+    # A lock file that is a link would take the process id attnviz writes into it to wherever it points.
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_EXCL if fcntl is None else 0)
     while True:
+        if path.is_symlink():
+            raise OutputError(
+                f"'{path}' is a symbolic link, and attnviz writes only inside --out: remove it or choose another --out"
+            )
         try:
             handle = os.open(path, flags, 0o644)
         except FileExistsError:
@@ -203,7 +220,7 @@ def _release(out: Path, handle: int) -> None:
 
 def _same_file(handle: int, path: Path) -> bool:
     try:
-        return os.path.samestat(os.fstat(handle), os.stat(path))
+        return os.path.samestat(os.fstat(handle), os.lstat(path))
     except FileNotFoundError:
         return False
 

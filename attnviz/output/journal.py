@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from attnviz.analysis.pipeline import page_name
 from attnviz.errors import OutputError, UsageError
-from attnviz.output.folder import STATE_NAME, new_spool, replacing
+from attnviz.output.folder import SPOOL_NAME, STATE_NAME, new_spool, replacing
+from attnviz.output.summary import page_path
 
 
 class Journal:
@@ -117,7 +119,7 @@ def _read_state(out: Path) -> dict[str, Any] | None:
         state = json.loads(text)
     except json.JSONDecodeError:
         state = None
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not isinstance(state.get("key", {}), dict):
         raise UsageError(f"cannot resume in '{out}': '{STATE_NAME}' is not a run journal; pass --overwrite")
     return state
 
@@ -149,7 +151,8 @@ def _replay(out: Path, state: Mapping[str, Any]) -> tuple[Path, list[dict[str, A
     name = state.get("spool")
     if name is None:
         return _from_summary(out)
-    if not isinstance(name, str) or Path(name).name != name or not name.startswith("."):
+    if not isinstance(name, str) or not SPOOL_NAME.fullmatch(name) or (out / name).is_symlink():
+        # The journal is a file in the folder, as untrusted as any: a spool elsewhere would be cut and appended to.
         raise UsageError(f"cannot resume in '{out}': '{STATE_NAME}' names no spool of this folder; pass --overwrite")
     spool = out / name
     try:
@@ -157,11 +160,33 @@ def _replay(out: Path, state: Mapping[str, Any]) -> tuple[Path, list[dict[str, A
     except FileNotFoundError:
         raise UsageError(f"cannot resume in '{out}': its spool '{name}' is gone; pass --overwrite") from None
     whole = data[: data.rfind(b"\n") + 1]
+    done = [_entry(out, name, number, line) for number, line in enumerate(whole.splitlines(), start=1)]
     if len(whole) != len(data):
         with spool.open("r+b") as handle:
             handle.truncate(len(whole))
             os.fsync(handle.fileno())
-    return spool, [json.loads(line) for line in whole.decode("utf-8").splitlines()]
+    return spool, done
+
+
+def _entry(out: Path, name: str, number: int, line: bytes) -> dict[str, Any]:
+    """Line ``number`` of the spool: a summary entry as render writes it, or a usage error that says to start
+    again."""
+    from attnviz.output.schema import entry_problem  # jsonschema: loaded only to resume
+
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        problem: str | None = "is not JSON"
+    else:
+        problem = entry_problem(entry)
+        if problem is None and entry["page"] != page_path(page_name(entry["id"])):
+            problem = f"names the page {json.dumps(entry['page'])}, not the one render writes for its id"
+    if problem is not None:
+        raise UsageError(
+            f"cannot resume in '{out}': line {number} of its spool '{name}' {problem}, so it is not an entry an "
+            "interrupted run wrote; pass --overwrite"
+        )
+    return entry
 
 
 def _from_summary(out: Path) -> tuple[Path, list[dict[str, Any]]]:

@@ -15,19 +15,20 @@ import json
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from attnviz.analysis.pipeline import page_name
 from attnviz.config import DEFAULT_FORMATS
-from attnviz.errors import InputError, OutputError
+from attnviz.errors import InputError, OutputError, UsageError
 from attnviz.output.aggregate import DatasetAggregate
 from attnviz.output.base import get_renderer, list_renderers, write_run_files
 from attnviz.output.check import Threshold, recorded_check
-from attnviz.output.folder import spool_file
+from attnviz.output.folder import claim_folder, spool_file
 from attnviz.output.schema import document_kind, read_summary
-from attnviz.output.summary import RunDocument, run_header
+from attnviz.output.summary import RunDocument, page_path, run_header
 
 # Run fields that must agree across shards (besides every option but the shard; device and timing may differ).
 SHARED_RUN_FIELDS = ("model", "revision", "task", "dtype", "capture", "inputs", "versions")
@@ -54,6 +55,8 @@ def merge_reports(
     out: Path,
     formats: Sequence[str] | None = None,
     thresholds: Sequence[Threshold] = (),
+    overwrite: bool = False,
+    claimed: bool = False,
 ) -> dict[str, Any]:
     """Merge shard report folders into ``out`` and return the merged summary.
 
@@ -64,6 +67,8 @@ def merge_reports(
             with (``run.options.formats``; render's default formats for shards that do not record them).
             Example files are copied from the shards as they are.
         thresholds: ``--min``/``--max`` bounds whose outcome summary.md records.
+        overwrite: replace an earlier report in ``out`` (``--overwrite``) instead of refusing the folder.
+        claimed: the caller holds ``out`` already (:func:`attnviz.output.folder.claim_folder`; a launched run).
 
     Raises:
         InputError: a folder has no summary.json, or one that does not match the schema; an example's page is
@@ -71,8 +76,12 @@ def merge_reports(
             options, a repeated or missing shard) or overlap (an example id or index in two shards); a file to
             copy is a link or not a regular file inside its shard. Raised before anything is written (exit 3).
         UnknownNameError: a name in ``formats`` is not a registered format (exit 2).
-        OutputError: ``out`` cannot be written (exit 5).
+        UsageError: ``out`` is one of the shards, or holds an earlier report and ``overwrite`` is not set (exit 2).
+        OutputError: ``out`` cannot be written, or another run is writing it (exit 5).
     """
+    for folder in folders:
+        if _same_folder(folder, out):
+            raise UsageError(f"--out '{out}' is the shard '{folder}': merge into a new folder")
     shards = [_load(folder) for folder in folders]
     _check_one_run(shards)
     examples = _check_examples(shards)
@@ -90,8 +99,7 @@ def merge_reports(
         "shards": len(documents),
     }
     try:
-        (out / "examples").mkdir(parents=True, exist_ok=True)
-        with spool_file(out) as spool:
+        with nullcontext() if claimed else claim_folder(out, overwrite), spool_file(out) as spool:
             aggregate = _write_examples(examples, copies, out, spool)
             header = run_header(
                 run,
@@ -106,6 +114,13 @@ def merge_reports(
             return {**header, "examples": [placed.entry for placed in examples]}
     except OSError as err:
         raise OutputError(f"cannot write merged report in '{out}': {err}") from None
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:  # a folder that cannot be resolved is not one that exists
+        return False
 
 
 def _load(folder: Path) -> Shard:
@@ -166,7 +181,7 @@ def _check_examples(shards: Sequence[Shard]) -> list[Placed]:
     for shard in shards:
         for position, entry in enumerate(shard.document["examples"]):
             here = Placed(shard, position, entry)
-            expected = f"examples/{page_name(entry['id'])}.html"
+            expected = page_path(page_name(entry["id"]))
             if entry["page"] != expected:
                 raise InputError(
                     str(shard.summary),

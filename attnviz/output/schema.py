@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from functools import cache
 from importlib.resources import files
@@ -70,14 +71,33 @@ def schema_problem(document: Any) -> str | None:
         None when it matches, else ``does not match the <kind> schema at <JSON path>: <what is wrong>`` for the
         most relevant error.
     """
+    kind = document_kind(document) if isinstance(document, Mapping) else "render"
+    return _problem(kind, document, f"the {kind} schema")
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Where and how one example entry (an item of a render summary's ``examples``) departs from the schema;
+    None when it matches."""
+    return _problem("example", entry, "the schema of an example entry")
+
+
+@cache
+def _validator(kind: str) -> Any:
+    """A validator of a summary of ``kind``, or (``"example"``) of one of its example entries."""
     from jsonschema import Draft202012Validator
+
+    if kind != "example":
+        return Draft202012Validator(load_schema(kind))  # type: ignore[arg-type]
+    return Draft202012Validator({"$ref": "#/$defs/example", "$defs": load_schema("render")["$defs"]})
+
+
+def _problem(kind: str, value: Any, name: str) -> str | None:
     from jsonschema.exceptions import best_match
 
-    kind = document_kind(document) if isinstance(document, Mapping) else "render"
-    error = best_match(Draft202012Validator(load_schema(kind)).iter_errors(document))
+    error = best_match(_validator(kind).iter_errors(value))
     if error is None:
         return None
-    return _cut(f"does not match the {kind} schema at {error.json_path}: {error.message}")
+    return _cut(f"does not match {name} at {error.json_path}: {error.message}")
 
 
 def validate_summary(document: Mapping[str, Any]) -> None:
@@ -106,8 +126,9 @@ def read_summary(path: Path) -> dict[str, Any]:
         only finite numbers.
 
     Raises:
-        InputError: the file is missing, unreadable, not UTF-8 JSON, nested too deeply, holds NaN or Infinity, or
-            does not match its schema; the message names the file and the JSON path of what is wrong (exit 3).
+        InputError: the file is missing, unreadable, not UTF-8 JSON, nested too deeply, holds NaN, Infinity, an
+            integer no float can hold or a key twice in one object, or does not match its schema; the message names
+            the file and the JSON path of what is wrong (exit 3).
     """
     source = str(path)
     try:
@@ -119,9 +140,13 @@ def read_summary(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise InputError(source, f"cannot be read: {err.strerror or err}") from None
     try:
-        document = json.loads(text)
+        document = _DECODER.decode(text)
     except json.JSONDecodeError as err:
         raise InputError(source, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except _RepeatedKey as err:
+        raise InputError(source, _cut(str(err))) from None
+    except ValueError:  # the only other: an integer longer than Python converts
+        raise InputError(source, f"holds an integer of more than {sys.get_int_max_str_digits()} digits") from None
     except RecursionError:
         # The parser recurses per level: a file of nothing but "[[[[…" must be bad input, not a crash.
         raise InputError(source, f"is nested more than {MAX_DEPTH} levels deep at $") from None
@@ -132,14 +157,34 @@ def read_summary(path: Path) -> dict[str, Any]:
     return document
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object, refusing a key given twice: JSON parsers disagree on which one wins, so readers would too."""
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKey(f"gives the key {json.dumps(key)} twice in one object")
+        found[key] = value
+    return found
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
 def _first_unsafe(value: Any, depth: int = 0) -> tuple[list[str | int], str] | None:
-    """What the schema cannot say: nesting past ``MAX_DEPTH``, and NaN or Infinity (Python's parser accepts them,
-    the writers refuse them). Returns the keys leading to the first such value and what is wrong with it.
+    """What the schema cannot say: nesting past ``MAX_DEPTH``, NaN or Infinity (Python's parser accepts them,
+    the writers refuse them), and integers no float can hold (the readers compute in floats). Returns the keys
+    leading to the first such value and what is wrong with it.
 
     Recursion stops at ``MAX_DEPTH``, so this walk cannot exhaust the stack itself.
     """
     if isinstance(value, float) and not math.isfinite(value):
         return [], f"holds {value}, which is not a JSON number"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > sys.float_info.max:
+        return [], f"holds an integer of {len(str(abs(value)))} digits, too large for a float"
     if not isinstance(value, (dict, list)):
         return None
     if depth == MAX_DEPTH:

@@ -46,6 +46,11 @@ def versions() -> dict[str, str]:
     return found
 
 
+def page_path(page: str) -> str:
+    """Where an example's page is, relative to the report folder, from its page name (``page_name`` of its id)."""
+    return f"examples/{page}.html"
+
+
 def example_summary(report: ExampleReport) -> dict[str, Any]:
     """Per-example entry: tokens, prediction, top words and per-head diagnostics."""
     capture = report.capture
@@ -81,7 +86,7 @@ def example_summary(report: ExampleReport) -> dict[str, Any]:
     return {
         "id": example.id,
         "index": report.index,
-        "page": f"examples/{report.page}.html",
+        "page": page_path(report.page),
         "source": example.source,
         "label": example.label,
         "prediction": {
