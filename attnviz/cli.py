@@ -24,7 +24,7 @@ from attnviz.config import (
     PRESETS,
     SHOW_METHODS,
 )
-from attnviz.errors import AttnvizError, ExitStatus, UsageError
+from attnviz.errors import AttnvizError, ExitStatus, UsageError, one_line
 from attnviz.inputs import DEFAULT_SPLIT, list_readers
 from attnviz.output.terminal import visible
 
@@ -59,12 +59,13 @@ MAX_PAGES_NAMED = 5  # a render of literal texts prints the paths of this many e
 
 
 def _say(console: Console, text: str) -> None:
-    """One plain line: no markup, and control characters from the data shown, not sent to the terminal."""
-    console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
+    """Plain lines: no markup, and control characters from the data shown, not sent to the terminal. ``text``'s
+    own line breaks (a table's) stay; the data's are escaped where the table or message is built."""
+    console.print("\n".join(map(visible, text.split("\n"))), markup=False, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, status: ExitStatus) -> NoReturn:
-    _say(err_console, f"attnviz: error: {message}")
+    _say(err_console, f"attnviz: error: {one_line(message)}")
     raise typer.Exit(int(status))
 
 

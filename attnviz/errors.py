@@ -37,10 +37,14 @@ class InputError(AttnvizError):
 
 
 def located(source: str, field: str | None) -> str:
-    """``file:line`` and the field, as errors and skipped-record lines name them. Both come from the input (file
-    names, JSON keys), so line breaks in them are shown as escapes: one problem is one line of a log."""
-    where = f"{source}: field '{field}'" if field else source
-    return where.replace("\r", "\\r").replace("\n", "\\n")
+    """``file:line`` and the field, as errors and skipped-record lines name them (see :func:`one_line`)."""
+    return one_line(f"{source}: field '{field}'" if field else source)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks shown as escapes. Messages quote the input (file names, JSON keys, ids,
+    labels): one problem must stay one line of a log, and no quoted text may start a line that seems attnviz's."""
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 class ModelError(AttnvizError):

@@ -58,6 +58,9 @@ def test_jsonl_fields_metadata_and_mapping(tmp_path: Path) -> None:
         ('{"id": "a"}', "text", "is missing"),
         ('{"text": 3}', "text", "must be a string, got int"),
         ('{"text": "   "}', "text", "is empty"),
+        ('{"text": "\\u200b\\u200b\\ufeff"}', "text", "is empty"),  # nothing to see: the model would get no token
+        ('{"text": "\\u0007\\u0008"}', "text", "is empty"),
+        ('{"text": "ok", "id": "\\u200e"}', "id", "is empty"),
         ('["text"]', None, "expected a JSON object"),
         ('{"text": "t", "rationale": [[3, 1]]}', "rationale", "is not [start, end]"),
         ('{"text": "four", "rationale": [[0, 4], [2, 9]]}', "rationale", "span [2, 9] ends past the text (4 char"),

@@ -141,3 +141,20 @@ def test_seq2seq_generation_stops_at_the_positions(tiny_loaded: Callable) -> Non
     ids = loaded.tokenizer("the cat sat")["input_ids"]
     new = generate_ids(loaded.model, loaded.tokenizer, ids, GenerationOptions(max_new_tokens=500), room=12)
     assert 1 <= len(new) <= 12
+
+
+def test_a_model_whose_output_is_nan_is_a_model_error(tiny_path: Callable[..., Path], tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_path("bert-classifier"), broken)
+    model = AutoModelForSequenceClassification.from_pretrained(broken)
+    with torch.no_grad():
+        model.classifier.bias[0] = float("nan")
+    model.save_pretrained(broken)
+    out = tmp_path / "out"
+    result = cli("render", "good film", "--model", str(broken), "--method", "attention", "--format", "json",
+                 "--out", str(out))  # fmt: skip
+    assert result.exit_code == 4, result.output
+    assert "the model's output for example 'text-1' (<argument 1>) is not a finite number" in result.stderr
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["status"] == "failed"

@@ -37,7 +37,19 @@ def clean(output: str) -> None:
 def test_visible_shows_every_control_as_an_escape(payload: str) -> None:
     shown = visible(payload)
     clean(shown)
-    assert visible("plain text, tabs\tand\nnewlines") == "plain text, tabs\tand\nnewlines"
+    # One line whatever the data holds: a line break in an id or label must not start a line that seems attnviz's.
+    assert visible("plain text, tabs\tand\nnew\r\u2028lines") == "plain text, tabs\tand\\nnew\\r\\u2028lines"
+
+
+def test_an_id_with_a_line_break_fakes_no_line_in_errors(tmp_path: Path, model: str) -> None:
+    data = tmp_path / "in.jsonl"
+    record = json.dumps({"id": "a\nreport: ok, 0 errors", "text": "fine"})
+    data.write_text(f"{record}\n{record}\n", encoding="utf-8")
+    quick = ["--method", "attention", "--format", "json"]
+    result = CliRunner().invoke(app, ["render", str(data), "--model", model, *quick, "--out", str(tmp_path)])
+    assert result.exit_code == 3
+    assert "duplicate id 'a\\nreport: ok, 0 errors'" in result.stderr
+    assert not any(line.startswith("report:") for line in result.stderr.splitlines())
 
 
 @pytest.fixture(scope="module")

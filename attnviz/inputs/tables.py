@@ -105,7 +105,8 @@ def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, list[str]]]:
                 return
             except csv.Error as err:
                 raise InputError(f"{path}:{start}", f"is not valid {kind.upper()} ({err})") from None
-            if row:  # not a blank line (left out, as in .txt and .jsonl)
+            # Blank lines are left out, as in .txt and .jsonl, also of spaces; a lone "" (csv's empty value) is not.
+            if row and not (len(row) == 1 and row[0] and not row[0].strip()):
                 yield start, row
             start = reader.line_num + 1
 

@@ -5,6 +5,7 @@ This is the last stage that sees torch: it returns :class:`Capture` objects hold
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -12,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
-from attnviz.errors import ModelError, UsageError
+from attnviz.errors import ModelError, UsageError, one_line
 from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
 from attnviz.model.tasks.base import expected_layers, token_seq
 from attnviz.model.views import ViewBuilder, ViewRequest, chunk_rows
-from attnviz.types import GRAD_MEAN, HEAD_MEAN, RELEVANCY, ROLLOUT, Capture, Example, Needs
+from attnviz.types import GRAD_MEAN, HEAD_MEAN, RELEVANCY, ROLLOUT, Capture, Example, Needs, Prediction
 
 DEFAULT_MAX_LENGTH = 512
 
@@ -75,7 +76,8 @@ def capture_batch(
         target: which label/score to explain (default: the prediction).
 
     Raises:
-        ModelError: the model returned no attention, or not one tensor per layer.
+        ModelError: the model returned no attention, or not one tensor per layer, or an output (score or
+            probability) that is NaN or infinite.
     """
     import torch
 
@@ -106,6 +108,7 @@ def capture_batch(
         used = {where.query for where in layout.values()} | {where.key for where in layout.values()}
         sequences = {name: token_seq(batch.streams[name], b, loaded.tokenizer) for name in sorted(used)}
         prediction, explained = task.interpret(forward, batch, b, sequences, loaded)
+        _check_finite(prediction, example)
         panel = task.panel(example, prediction)
         attentions = {}
         for kind, where in layout.items():
@@ -143,6 +146,18 @@ def capture_batch(
             )
         )
     return captures
+
+
+def _check_finite(prediction: Prediction, example: Example) -> None:
+    """A NaN or infinite output (broken weights, float16 overflowing) makes every number computed from it
+    meaningless: a model error, not a report of NaN."""
+    for name, value in (("score", prediction.score), *prediction.probabilities.items()):
+        if value is not None and not math.isfinite(value):
+            raise ModelError(
+                f"the model's output for example {one_line(repr(example.id))} ({one_line(example.source)}) is not a "
+                f"finite number ({one_line(str(name))}: {value}): check the model's weights, or run in float32 "
+                "(--dtype float32)"
+            )
 
 
 def _encoder_decoder_needs(needs: Needs) -> Needs:

@@ -33,13 +33,15 @@ MAX_ROWS = 20
 # LOG_EVERY_UNKNOWN examples when the total is unknown, reading stdin).
 LOG_EVERY = 0.1
 LOG_EVERY_UNKNOWN = 50
-# C0 controls but newline and tab (ESC starts OSC title, clipboard and link sequences and screen clears), DEL,
-# C1 controls (0x9b is a one-byte CSI) and the bidirectional overrides that reorder what a line seems to say.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 controls but tab (ESC starts OSC title, clipboard and link sequences and screen clears; a line break in an id
+# or label would start a line that seems attnviz's own), DEL, C1 controls (0x9b is a one-byte CSI), the Unicode line
+# and paragraph separators, and the bidirectional overrides that reorder what a line seems to say.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: object) -> str:
-    """``text`` with every terminal control character shown as an escape (``\\x1b``) instead of acting."""
+    """``text`` on one line, with every terminal control character and line break shown as an escape (``\\x1b``,
+    ``\\n``) instead of acting."""
     return _CONTROLS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
