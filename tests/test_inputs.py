@@ -124,6 +124,10 @@ def test_missing_path_like_arguments_are_exit_3_and_other_words_are_texts(
         assert info.value.exit_status == ExitStatus.BAD_INPUT
     texts = ["either/or is fine", "hello", "and/or\nmore", "a" * 300, "a" * 300 + "/b", "/" + "a" * 300]
     assert [e.fields["text"] for e in examples_only(read_inputs(texts, InputSpec()))] == texts
+    # Linux file names may hold a line break: an existing one is read as the file it is.
+    (tmp_path / "two\nlines.txt").write_text("from the file\n", encoding="utf-8")
+    [example] = examples_only(read_inputs(["two\nlines.txt"], InputSpec()))
+    assert example.fields["text"] == "from the file" and example.source == "two\nlines.txt:1"
 
 
 def test_long_texts_and_literal_mode_never_touch_the_file_system(

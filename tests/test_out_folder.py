@@ -291,3 +291,20 @@ def test_merge_claims_its_folder_and_never_merges_into_a_shard(tmp_path: Path, m
     result = runner.invoke(app, ["merge", *map(str, shards), "--out", str(linked)])
     assert result.exit_code == 5 and "is a symbolic link" in result.stderr
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_clearing_that_fails_names_the_file(tmp_path: Path, model: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    assert render("old", "--model", model, *QUICK, "--out", str(out)).exit_code == 0
+    page = out / "examples" / "text-1.html"
+    real = Path.unlink
+
+    def refuse_the_page(self: Path, missing_ok: bool = False) -> None:
+        if self == page:
+            raise PermissionError(1, "Operation not permitted", str(self))
+        real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse_the_page)
+    result = render("new", "--model", model, *QUICK, "--out", str(out), "--overwrite")
+    assert result.exit_code == 5
+    assert f"cannot prepare output folder '{out}': Operation not permitted ('{page}')" in result.stderr

@@ -87,7 +87,7 @@ def looks_like_path(arg: str) -> bool:
 
 def _could_be_path(arg: str) -> bool:
     """Whether a file system could hold this name at all, decided without asking it."""
-    if not arg or "\n" in arg or "\0" in arg or _byte_length(arg) > MAX_PATH_BYTES:
+    if not arg or "\0" in arg or _byte_length(arg) > MAX_PATH_BYTES:  # a line break is allowed: Linux takes it
         return False
     return all(_byte_length(part) <= MAX_NAME_BYTES for part in PurePath(arg).parts)
 

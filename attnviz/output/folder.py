@@ -141,7 +141,9 @@ def _make_ready(out: Path, overwrite: bool, resume: bool, folders: tuple[str, ..
         if "examples" in folders:
             (out / "examples").mkdir(exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}") from None
+        # Name the file: a clearing that stopped halfway has removed some of the earlier run's files already.
+        where = f" ('{err.filename}')" if err.filename else ""
+        raise OutputError(f"cannot prepare output folder '{out}': {err.strerror or err}{where}") from None
 
 
 def _refuse_links(out: Path, folders: tuple[str, ...]) -> None:
