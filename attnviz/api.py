@@ -20,7 +20,7 @@ from attnviz.analysis.pipeline import (
 )
 from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
-from attnviz.inputs import InputSpec, count_records, input_path, read_inputs
+from attnviz.inputs import InputSpec, check_arguments, count_records, input_path, read_inputs
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.predictor import attribute, score_copies
@@ -86,6 +86,8 @@ def render_reports(
     methods = expand_methods(options.methods)
     names = [*options.formats, "tensors"] if options.save_tensors else options.formats
     renderers = [get_renderer(name) for name in dict.fromkeys(names)]  # each once, however often asked for
+    # A mistyped file name is refused before the folder is touched: a failed report there would refuse the rerun.
+    check_arguments(inputs, options.literal_text)
     with ExitStack() as stack:
         # Locked and checked before the model loads (minutes, for a large one); journalled after it has loaded, so
         # a model that fails to load leaves the folder as it was (no journal of a run that never started).
@@ -476,6 +478,7 @@ def compare_models(
     from attnviz.output.compare import compare_summaries, write_compare
 
     started = time.perf_counter()
+    check_arguments(inputs, options_a.literal_text)  # before two models load
     loaded_a = loaded_a or load_model(options_a.model)
     loaded_b = loaded_b or load_model(options_b.model)
     _check_comparable(loaded_a, loaded_b)
@@ -485,7 +488,7 @@ def compare_models(
         streams: tuple[BinaryIO | None, BinaryIO | None] = (io.BytesIO(data), io.BytesIO(data))
     else:
         streams = (stdin, stdin)
-    with claim_folder(out_dir, options_a.overwrite, folders=COMPARE_FOLDERS):
+    with claim_folder(out_dir, options_a.overwrite, folders=COMPARE_FOLDERS, resumable=False):
         a, b = (
             render_reports(
                 inputs,

@@ -243,6 +243,7 @@ def test_compare_claims_its_folder_like_render(tmp_path: Path, model: str) -> No
     before = sorted(out.rglob("*"))
     refused = compare("--model", model, "--against", model, *QUICK, "--out", str(out))
     assert refused.exit_code == 2 and "holds the report of an earlier run; pass --overwrite" in refused.stderr
+    assert "--resume" not in refused.stderr  # compare has none
     assert sorted(out.rglob("*")) == before  # nothing of either side written
     replaced = compare("--model", model, "--against", model, *QUICK, "--out", str(out), "--overwrite")
     assert replaced.exit_code == 0, replaced.output
@@ -278,6 +279,7 @@ def test_merge_claims_its_folder_and_never_merges_into_a_shard(tmp_path: Path, m
     assert render("old", "--model", model, *QUICK, "--out", str(out), "--format", "html,json,png").exit_code == 0
     refused = runner.invoke(app, ["merge", *map(str, shards), "--out", str(out)])
     assert refused.exit_code == 2 and "holds the report of an earlier run" in refused.stderr
+    assert "--resume" not in refused.stderr  # merge has none
     merged = runner.invoke(app, ["merge", *map(str, shards), "--out", str(out), "--overwrite"])
     assert merged.exit_code == 0, merged.output
     # The old run's page and maps are gone: the report holds the merged examples only.
@@ -308,3 +310,20 @@ def test_a_clearing_that_fails_names_the_file(tmp_path: Path, model: str, monkey
     result = render("new", "--model", model, *QUICK, "--out", str(out), "--overwrite")
     assert result.exit_code == 5
     assert f"cannot prepare output folder '{out}': Operation not permitted ('{page}')" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["render", "compare"])
+def test_a_mistyped_file_name_writes_nothing_so_the_corrected_run_goes_ahead(
+    tmp_path: Path, model: str, command: str
+) -> None:
+    good = tmp_path / "reviews.txt"
+    good.write_text("a fine film\n", encoding="utf-8")
+    out = tmp_path / "out"
+    sides = ["--against", model] if command == "compare" else []
+    typo = runner.invoke(
+        app, [command, str(tmp_path / "reveiws.txt"), "--model", model, *sides, *QUICK, "--out", str(out)]
+    )
+    assert typo.exit_code == 3 and "reveiws.txt: file not found" in typo.stderr
+    assert not out.exists() or list(out.rglob("*")) == []
+    fixed = runner.invoke(app, [command, str(good), "--model", model, *sides, *QUICK, "--out", str(out)])
+    assert fixed.exit_code == 0, fixed.output

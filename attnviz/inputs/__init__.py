@@ -25,6 +25,7 @@ from attnviz.inputs.records import (
 from attnviz.inputs.sources import (
     DATA_SUFFIXES,
     FILE_SUFFIXES,
+    check_arguments,
     count_records,
     existing_file,
     input_path,
@@ -43,6 +44,7 @@ __all__ = [
     "InputSpec",
     "OnError",
     "Reader",
+    "check_arguments",
     "count_records",
     "examples_only",
     "existing_file",

@@ -14,7 +14,7 @@ from typing import BinaryIO, Literal
 
 from attnviz.errors import InputError
 from attnviz.inputs.hub import DatasetSource, count_dataset, read_dataset
-from attnviz.inputs.readers import Records, read_lines, reader_for, reader_suffixes
+from attnviz.inputs.readers import Reader, Records, read_lines, reader_for, reader_suffixes
 from attnviz.inputs.records import InputSpec, build_or_skip, record_example, skip_or_raise, text_record
 from attnviz.types import Example
 
@@ -108,6 +108,39 @@ def _on_disk(arg: str) -> Literal["file", "dir", "other"] | None:
     return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
 
 
+def check_arguments(args: Sequence[str], literal: bool = False) -> None:
+    """Refuse, before anything is written or loaded, an argument that reading would refuse for what it names on
+    disk (a missing file name, a folder no reader takes, a pipe or device). Only looks at the file system.
+
+    Raises:
+        InputError: naming the argument (exit 3).
+    """
+    for arg in () if literal else args:
+        if arg != "-":
+            _reader_of(arg)
+
+
+def _reader_of(arg: str) -> Reader | None:
+    """The reader of the file or folder an argument (not ``-``) names; None when it is a literal text.
+
+    Raises:
+        InputError: a folder no reader takes, a pipe or device, or a missing file's name (see :func:`looks_like_path`).
+    """
+    kind = _on_disk(arg)
+    if kind in ("file", "dir"):
+        reader = reader_for(Path(arg), is_dir=kind == "dir")
+        if reader is None:
+            raise InputError(
+                arg, "is a directory; pass the files inside it, or a folder written by datasets' save_to_disk"
+            )
+        return reader
+    if kind == "other":  # a pipe or device: it cannot be read twice (once to count records, once to render)
+        raise InputError(arg, "is not a regular file; save it to a file, or pipe it to - (stdin)")
+    if looks_like_path(arg):
+        raise InputError(arg, "file not found (pass --text to render it as a literal text)")
+    return None
+
+
 def count_records(args: Sequence[str], literal: bool = False, dataset: DatasetSource | None = None) -> int | None:
     """How many input records the arguments and ``dataset`` hold, found cheaply before the run: each reader's
     count for a file or folder (non-blank lines, CSV rows, Parquet's row count from its footer…), one per literal
@@ -115,14 +148,14 @@ def count_records(args: Sequence[str], literal: bool = False, dataset: DatasetSo
     long its split is. ``literal`` as in :class:`InputSpec`.
 
     Raises:
-        InputError: a file or dataset that cannot be opened at all (as reading it would).
+        InputError: a file or dataset that cannot be opened at all, or an argument :func:`check_arguments` refuses
+            (as reading it would).
     """
     total = len(args) if literal else 0
     for arg in () if literal else args:
         if arg == "-":
             return None
-        kind = _on_disk(arg)
-        reader = reader_for(Path(arg), is_dir=kind == "dir") if kind in ("file", "dir") else None
+        reader = _reader_of(arg)
         try:
             total += reader.count(Path(arg)) if reader is not None else 1
         except OSError as err:
@@ -157,21 +190,12 @@ def _read_one(arg: str, arg_no: int, spec: InputSpec, stdin: BinaryIO | None) ->
             stream = stdin if stdin is not None else sys.stdin.buffer
             yield from read_lines(stream, "<stdin>", "stdin", spec)
             return
-        kind = _on_disk(arg)
-        if kind in ("file", "dir"):
-            reader = reader_for(Path(arg), is_dir=kind == "dir")
-            if reader is None:
-                raise InputError(
-                    arg, "is a directory; pass the files inside it, or a folder written by datasets' save_to_disk"
-                )
+        reader = _reader_of(arg)
+        if reader is not None:
             try:
                 yield from reader.read(Path(arg), spec)
             except OSError as err:
                 raise _unreadable(arg, err) from None
             return
-        if kind == "other":  # a pipe or device: it cannot be read twice (once to count records, once to render)
-            raise InputError(arg, "is not a regular file; save it to a file, or pipe it to - (stdin)")
-        if looks_like_path(arg):
-            raise InputError(arg, "file not found (pass --text to render it as a literal text)")
     source = f"<argument {arg_no}>"
     yield build_or_skip(partial(record_example, text_record(arg, spec), source, f"text-{arg_no}", spec), spec)

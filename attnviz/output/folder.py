@@ -45,7 +45,11 @@ OWN_FILES = (*REPORT_FILES, *TEMP_FILES, f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")
 
 @contextmanager
 def claim_folder(
-    out: Path, overwrite: bool = False, resume: bool = False, folders: tuple[str, ...] = REPORT_FOLDERS
+    out: Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    folders: tuple[str, ...] = REPORT_FOLDERS,
+    resumable: bool = True,
 ) -> Iterator[Path]:
     """Create ``out`` and lock it for the body's run; it must not hold another run's files.
 
@@ -60,6 +64,7 @@ def claim_folder(
             temporary files; a folder with a report but no journal is refused as without it.
         folders: the folders the run writes inside ``out`` (:data:`REPORT_FOLDERS`, or :data:`COMPARE_FOLDERS`,
             whose reports claim them in turn); none may be a symbolic link.
+        resumable: the command can ``--resume`` (render), so a refusal may suggest it; merge and compare cannot.
 
     Yields:
         ``out``, with its ``examples/`` folder when ``folders`` has one.
@@ -75,7 +80,7 @@ def claim_folder(
     except OSError as err:
         raise OutputError(f"cannot create output folder '{out}': {err.strerror or err}") from None
     try:
-        _make_ready(out, overwrite, resume, folders)
+        _make_ready(out, overwrite, resume, folders, resumable)
         yield out
     finally:
         _release(out, lock)
@@ -121,7 +126,7 @@ def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
         return path
 
 
-def _make_ready(out: Path, overwrite: bool, resume: bool, folders: tuple[str, ...]) -> None:
+def _make_ready(out: Path, overwrite: bool, resume: bool, folders: tuple[str, ...], resumable: bool) -> None:
     try:
         _refuse_links(out, folders)
         if resume and (out / STATE_NAME).is_file():
@@ -134,7 +139,7 @@ def _make_ready(out: Path, overwrite: bool, resume: bool, folders: tuple[str, ..
                     f"output folder '{out}' holds the report of an earlier run"
                     + (" that has no run journal to resume (merge and compare write none)" if resume else "")
                     + "; pass --overwrite to replace it (only attnviz's own files are removed)"
-                    + ("" if resume else ", --resume to continue it if it was interrupted,")
+                    + ("" if resume or not resumable else ", --resume to continue it if it was interrupted,")
                     + " or choose another --out"
                 )
             _clear(out)

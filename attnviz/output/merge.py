@@ -99,7 +99,7 @@ def merge_reports(
         "shards": len(documents),
     }
     try:
-        with nullcontext() if claimed else claim_folder(out, overwrite), spool_file(out) as spool:
+        with nullcontext() if claimed else claim_folder(out, overwrite, resumable=False), spool_file(out) as spool:
             aggregate = _write_examples(examples, copies, out, spool)
             header = run_header(
                 run,
