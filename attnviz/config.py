@@ -101,7 +101,7 @@ def parse_png_layers(text: str) -> PngLayers:
 def _check_png_layers(value: object, shown: str) -> None:
     numbers = isinstance(value, tuple) and bool(value) and all(isinstance(n, int) and n >= 1 for n in value)
     if value not in ("last", "all") and not numbers:
-        raise UsageError(f"png_layers must be {PNG_LAYERS_FORMS}, got '{shown}'")
+        raise UsageError(f"--png-layers (png_layers) must be {PNG_LAYERS_FORMS}, got '{shown}'")
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,10 @@ class RenderOptions:
         if count < 1 or not 0 <= index < count:
             raise UsageError(f"shard must be i/N with 0 <= i < N, got {index}/{count}")
         if self.png_layers != DEFAULT_PNG_LAYERS and "png" not in self.formats:
-            raise UsageError("png_layers picks the head grids drawn as PNG, but formats has no png: add png or drop it")
+            raise UsageError(
+                "--png-layers picks the head grids drawn as PNG, but --format (formats) has no png: add png to "
+                "--format, or drop --png-layers"
+            )
         _ = self.analysis  # checks ig_steps and random_orders now, not when the first batch runs
 
     @property

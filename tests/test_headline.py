@@ -49,6 +49,8 @@ def test_the_most_faithful_method_supplies_the_words() -> None:
     assert dataset["headline_reason"] == "the best comprehensiveness margin over random in this run"
     assert dataset["top_words"]["all"] == [["bad", 3], ["good", 3]]
     assert [row["top_words"] for row in aggregate.rows] == [[["good", 0.5], ["bad", 0.5]]] * 3
+    # The index shows each example's margin next to its words: both the headline method's, not the primary's.
+    assert [row["comprehensiveness_margin"] for row in aggregate.rows] == [0.20, 0.22, 0.18]
     # attention: mean 0 → interval includes 0; rollout: mean 0.137 > 0 but its interval includes 0 too
     values = [0.30, -0.20, 0.31]
     mean = sum(values) / 3
@@ -102,3 +104,33 @@ def test_sampled_run_measures_the_sample_and_says_so(tiny_loaded: Any, tmp_path:
     assert low <= dataset["metrics"]["comprehensiveness.attention"] <= high
     assert summary["run"]["options"]["trust_sample"] == {"size": 2, "sampled": True, "records": 4}
     assert "random sample of 2 of 4 input records (2 measured)" in summary_markdown(summary)
+
+
+def test_summary_md_flags_what_the_index_flags_and_names_the_words_method() -> None:
+    from attnviz.output.markdown import summary_markdown
+
+    aggregate = DatasetAggregate()
+    entries = [
+        entry(i, m, WORDS)
+        for i, m in enumerate(
+            [
+                {"attention": 0.01, "relevancy": 0.20, "rollout": 0.30},
+                {"attention": -0.03, "relevancy": 0.22, "rollout": -0.20},
+                {"attention": 0.02, "relevancy": 0.18, "rollout": 0.31},
+            ]
+        )
+    ]
+    for item in entries:
+        aggregate.add(item)
+    document = {
+        "status": "complete",
+        "run": {"model": "m", "task": "classify", "options": {"methods": list(WORDS)}},
+        "counts": {"examples": 3},
+        "dataset": aggregate.result(0),
+        "examples": entries,
+    }
+    text = summary_markdown(document, None)
+    # rollout's mean margin is above 0, but its interval is not: flagged, as on the index and the terminal
+    assert "includes 0: erasing their top tokens may change the prediction no more than erasing random ones): " in text
+    assert "ones): attention, rollout." in text
+    assert "| top words (relevancy) |" in text

@@ -269,3 +269,24 @@ def test_bundle_keeps_input_order_past_the_first_page(tmp_path: Path) -> None:
         (tmp_path / row["page"]).write_text("<title>x</title>", encoding="utf-8")
     _, pages = find_pages(tmp_path)
     assert [page.relative for page in pages] == [row["page"] for row in rows]
+
+
+def test_run_options_show_their_values(tmp_path: Path) -> None:
+    run = make_run(1)
+    run["options"] |= {
+        "generation": {"max_new_tokens": 20, "do_sample": False},
+        "trust_sample": {"size": 500, "sampled": False},
+        "target_label": None,
+        "overwrite": True,
+    }
+    dataset = DatasetAggregate().result(0)
+    page = BeautifulSoup(index_page(run_header(run, dataset, [], status="complete"), []), "html.parser")
+    shown = {row.th.get_text(): row.td.get_text() for row in page.select("tr") if row.th and row.td}
+    assert shown["generation"] == '{"max_new_tokens": 20, "do_sample": false}'
+    assert shown["trust_sample"] == '{"size": 500, "sampled": false}'
+    assert (shown["target_label"], shown["overwrite"], shown["methods"], shown["max_length"]) == (
+        "null",
+        "true",
+        "attention",
+        "32",
+    )

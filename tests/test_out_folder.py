@@ -74,7 +74,7 @@ def test_a_folder_of_other_files_is_used_as_it_is(tmp_path: Path, model: str) ->
     ("options", "message"),
     [
         (["--format", "json", "--single-file", "r.html"], "--single-file bundles the HTML pages: add html to --format"),
-        (["--format", "html", "--png-layers", "all"], "png_layers picks the head grids drawn as PNG"),
+        (["--format", "html", "--png-layers", "all"], "--png-layers picks the head grids drawn as PNG"),
         (["--temperature", "0.7"], "temperature and top_p apply only when sampling"),
         (["--ig-steps", "0"], "ig_steps must be at least 1, got 0"),
         (["--random-orders", "0"], "random_orders must be at least 1, got 0"),

@@ -79,7 +79,8 @@ class DatasetAggregate:
         self.primary: str | None = None
         self.main_kind: str | None = None
         self.rows: list[dict[str, Any]] = []
-        self._row_words: list[dict[str, Any]] = []  # each row's top words by method, until the headline is known
+        # Each row's top words and comprehensiveness margin by method, until the headline method is known.
+        self._row_choices: list[dict[str, tuple[Any, Any]]] = []
 
     def add(self, entry: Mapping[str, Any]) -> None:
         self.count += 1
@@ -99,7 +100,10 @@ class DatasetAggregate:
         self._add_words(entry)
         self._add_disagreement(entry)
         self.rows.append(index_row(entry, self.primary))
-        self._row_words.append({m: s["top_words"] for m, s in entry["scores"].items()})
+        margins = entry["metrics"]
+        self._row_choices.append(
+            {m: (s["top_words"], margins.get(f"comprehensiveness_margin.{m}")) for m, s in entry["scores"].items()}
+        )
 
     def _add_heads(self, entry: Mapping[str, Any]) -> None:
         for kind, metrics in entry["heads"].items():
@@ -199,8 +203,8 @@ class DatasetAggregate:
             total, n = self.diffuse
             heads[self.main_kind or "self"]["diffuse_frequency"] = [[json_number(v) for v in row] for row in total / n]
         headline, reason = self.headline()
-        for row, words in zip(self.rows, self._row_words, strict=True):
-            row["top_words"] = words.get(headline, []) if headline else []
+        for row, choices in zip(self.rows, self._row_choices, strict=True):
+            row["top_words"], row["comprehensiveness_margin"] = choices.get(headline or "", ([], None))
         by_label = self.words_by_label.get(headline or "", {})
         return {
             "primary_method": self.primary,

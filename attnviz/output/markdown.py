@@ -144,16 +144,20 @@ def _flags(document: Mapping[str, Any], metrics: Mapping[str, Any], methods: Seq
         max_length = document.get("run", {}).get("options", {}).get("max_length")
         at = f" at {max_length} tokens" if max_length else ""
         flags.append(f"{_count(counts['truncated'], 'example')} truncated{at}.")
-    below = [
-        method
-        for method in methods
-        if isinstance(margin := metrics.get(f"comprehensiveness_margin.{method}"), (int, float)) and margin <= 0
-    ]
-    if below:
-        # One line for all of them keeps the comment short however many methods ran.
+    weak = (document.get("dataset") or {}).get("not_clearly_above_random")
+    if weak is None:  # documents from before the field existed: the mean alone
+        weak = [
+            method
+            for method in methods
+            if isinstance(margin := metrics.get(f"comprehensiveness_margin.{method}"), (int, float)) and margin <= 0
+        ]
+    if weak:
+        # One line for all of them keeps the comment short however many methods ran; the index and the terminal
+        # read the same list.
         flags.append(
-            f"No better than random tokens at comprehensiveness (erasing their top tokens changes the prediction "
-            f"no more than erasing random ones): {', '.join(below)}."
+            "Not clearly above random at comprehensiveness (the 95 % interval of the margin over random orders "
+            f"includes 0: erasing their top tokens may change the prediction no more than erasing random ones): "
+            f"{', '.join(str(method) for method in weak)}."
         )
     return flags
 
@@ -198,7 +202,7 @@ def _worst(examples: Iterable[Mapping[str, Any]], by_score: bool, primary: Any) 
             }
         )
     order = "wrong predictions first, then lowest prediction score" if by_score else "lowest agreement between methods"
-    return {"rows": rows, "order": order}
+    return {"rows": rows, "order": order, "method": primary}
 
 
 def _sample_note(run: Mapping[str, Any], dataset: Mapping[str, Any]) -> str | None:
