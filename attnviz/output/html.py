@@ -78,6 +78,8 @@ def environment() -> Any:
         value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     )
     env.filters["fmt"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}f}"
+    # Scores whose scale is the method's own (relevancy's can all be under 0.001): significant digits, not decimals.
+    env.filters["sig"] = lambda value, digits=3: "–" if value is None or value != value else f"{value:.{digits}g}"
     return env
 
 
