@@ -306,7 +306,10 @@ def render(
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass for --sample.")] = 1.0,
     target_label: Annotated[
         str | None,
-        typer.Option(help="Class that gradient-based methods explain (name or index). Default: the predicted class."),
+        typer.Option(
+            help="Class a classifier's explanations are of (name or index): relevancy's gradient, the faithfulness "
+            "checks' score and the gradient attributions. Default: the predicted class."
+        ),
     ] = None,
     erasure: Annotated[
         str, typer.Option(help="How faithfulness checks erase tokens: delete (ERASER) or mask.")

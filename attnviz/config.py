@@ -197,8 +197,8 @@ class RenderOptions:
         field_map: canonical field → JSONL column.
         shard: ``(index, count)`` slice of the input to process.
         generation: how generative tasks continue inputs that have no target.
-        target_label: the class gradient-based methods explain (a label name or index); None: the
-            predicted class.
+        target_label: the class a classifier's explanations are of (a label name or index): relevancy's gradient,
+            the faithfulness score, Input×Gradient and Integrated Gradients; None: the predicted class.
         erasure: how faithfulness checks erase tokens: ``delete`` them (ERASER) or ``mask`` them.
         seed: seed of the random-order baseline (and of nothing else).
         ig_steps: the most Integrated Gradients steps (it starts with fewer and doubles them while needed).

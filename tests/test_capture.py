@@ -224,5 +224,38 @@ def test_batched_equals_alone_for_every_task(
     for example, mixed in zip(batch, together, strict=True):
         (alone,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS, generation=GEN)
         assert mixed.sequences == alone.sequences and mixed.prediction.text == alone.prediction.text
+        # The score and probabilities too: a softmax must not take the batch's padding in (QA's did).
+        assert mixed.prediction.score == pytest.approx(alone.prediction.score, rel=1e-5, abs=1e-7)
+        assert mixed.prediction.probabilities == pytest.approx(alone.prediction.probabilities, rel=1e-5, abs=1e-7)
         for kind_name, views in alone.attentions.items():
             np.testing.assert_allclose(mixed.attentions[kind_name].full, views.full, atol=1e-5)
+
+
+def test_target_label_is_what_every_check_explains(tiny_loaded: Callable) -> None:
+    """``--target-label``: relevancy's gradient, the faithfulness score and the gradient attributions are all of that
+    class, not the predicted one (they were of the prediction, so relevancy was judged against another class)."""
+    from attnviz.errors import UnknownNameError
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded("bert-classifier")
+    example = Example(id="e", source="t:1", fields={"text": "a fine and warm film"})
+    needs = Needs(model_reruns=True)
+    (predicted,) = capture_batch(loaded, [example], max_length=64, needs=needs)
+    assert len(predicted.prediction.probabilities) == 2
+    other = next(name for name in predicted.prediction.probabilities if name != predicted.prediction.text)
+    (targeted,) = capture_batch(loaded, [example], max_length=64, needs=needs, target=other)
+    assert targeted.prediction.text == predicted.prediction.text  # the prediction itself does not change
+    task = get_task(loaded.task)
+    found = {}
+    for capture, explained in ((predicted, predicted.prediction.text), (targeted, other)):
+        predictor = task.predictor(loaded, capture)
+        assert predictor.full_score() == pytest.approx(capture.prediction.probabilities[explained], rel=1e-5)
+        found[explained] = predictor.attributions(32)
+    # Two classes: p(other) = 1 − p(predicted), so its gradient attributions are the predicted class's, negated.
+    for method in ("integrated_gradients", "input_x_gradient"):
+        np.testing.assert_allclose(
+            getattr(found[other], method), -getattr(found[predicted.prediction.text], method), atol=1e-6
+        )
+    # A label the model does not have is refused whatever the methods (without gradients it was ignored).
+    with pytest.raises(UnknownNameError, match="unknown --target-label 'nope'"):
+        capture_batch(loaded, [example], max_length=64, needs=Needs(), target="nope")

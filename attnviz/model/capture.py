@@ -16,7 +16,7 @@ from attnviz.config import GenerationOptions
 from attnviz.errors import ModelError, UsageError, one_line
 from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
-from attnviz.model.tasks.base import expected_layers, token_seq
+from attnviz.model.tasks.base import TARGET, expected_layers, token_seq
 from attnviz.model.views import ViewBuilder, ViewRequest, chunk_rows
 from attnviz.types import GRAD_MEAN, HEAD_MEAN, RELEVANCY, ROLLOUT, Capture, Example, Needs, Prediction
 
@@ -85,6 +85,7 @@ def capture_batch(
 
     task = get_task(loaded.task)
     batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
+    batch.extras[TARGET] = target
     if any("cross" in task.layout(batch, b) for b in range(len(batch.examples))):
         needs = _encoder_decoder_needs(needs)
     fast = loaded.capture == "fast"
@@ -101,7 +102,7 @@ def capture_batch(
                     for tensor in forward.attentions[kind]:
                         tensor.retain_grad()
         if needs.gradients:
-            task.score(forward, batch, target).sum().backward()
+            task.score(forward, batch).sum().backward()
     captures = []
     for b, example in enumerate(batch.examples):
         layout = task.layout(batch, b)

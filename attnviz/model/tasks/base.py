@@ -50,6 +50,10 @@ class Stream:
         return np.flatnonzero(self.mask[b].detach().cpu().numpy())
 
 
+#: ``Batch.extras`` key of ``--target-label`` (None: the prediction), which classifiers explain.
+TARGET = "target_label"
+
+
 @dataclass
 class Batch:
     """A prepared batch: examples, their streams, and extras the adapter needs later."""
@@ -128,8 +132,9 @@ class TaskAdapter(ABC):
         """Run the model with attention output."""
 
     @abstractmethod
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
-        """(B,) differentiable score each explanation is about (the predicted class logit by default)."""
+    def score(self, forward: Forward, batch: Batch) -> Any:
+        """(B,) differentiable score each explanation is about (the predicted class logit, or ``batch.extras``'
+        ``TARGET`` class when given)."""
 
     def panel(self, example: Example, prediction: Prediction) -> Panel | None:
         """What only this task shows on the page (a template partial and its fields); None: nothing."""

@@ -12,6 +12,7 @@ from attnviz.errors import UnknownNameError
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import (
+    TARGET,
     AttentionLayout,
     Batch,
     Forward,
@@ -88,21 +89,22 @@ class ClassifyTask(TaskAdapter):
         outputs = model(**stream_inputs(batch.streams[INPUT]), output_attentions=True)
         return Forward(attentions={"self": outputs.attentions}, outputs=outputs)
 
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+    def score(self, forward: Forward, batch: Batch) -> Any:
         import torch
 
         logits = forward.outputs.logits
         names = batch.extras["label_names"]
-        index = [resolve_target(target, names, int(p)) for p in logits.argmax(-1).tolist()]
+        index = [resolve_target(batch.extras.get(TARGET), names, int(p)) for p in logits.argmax(-1).tolist()]
         return logits[torch.arange(logits.shape[0]), torch.tensor(index, device=logits.device)]
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
-        """Scores the probability of the predicted class."""
+        """Scores the probability of the explained class: the predicted one, or ``--target-label``'s (the class
+        relevancy explains, so that its faithfulness and the gradient attributions it is compared with are of it)."""
         import torch
 
         from attnviz.model.predictor import build_predictor
 
-        index = capture.prediction.details.get("class_index")
+        index = capture.prediction.details.get("explained_index")
         if index is None:  # regression heads have no class to keep
             return None
         seq = capture.sequences[INPUT]
@@ -132,12 +134,13 @@ class ClassifyTask(TaskAdapter):
             return Prediction(text=f"{value:.4f}", score=value, details={"regression": True}), rows
         probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
         top = int(probs.argmax())
+        explained = resolve_target(batch.extras.get(TARGET), names, top)
         return (
             Prediction(
                 text=names[top],
                 score=float(probs[top]),
                 probabilities={names[i]: float(p) for i, p in enumerate(probs)},
-                details={"class_index": top},
+                details={"class_index": top, "explained_index": explained},
             ),
             rows,
         )

@@ -63,7 +63,7 @@ class EncodeTask(TaskAdapter):
         attentions["self"] = out.attentions
         return Forward(attentions=attentions, outputs=pooled)
 
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+    def score(self, forward: Forward, batch: Batch) -> Any:
         import torch
 
         first = forward.outputs[INPUT]

@@ -91,7 +91,7 @@ class LanguageModelTask(TaskAdapter):
         starts = torch.tensor(batch.extras["prompt_lengths"], device=stream.mask.device).unsqueeze(1)
         return (positions.unsqueeze(0) >= starts) & (stream.mask[:, 1:] == 1)
 
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+    def score(self, forward: Forward, batch: Batch) -> Any:
         """Log-probability of the whole continuation."""
         return (self._logprobs(forward, batch) * self._continuation_mask(batch)).sum(dim=-1)
 

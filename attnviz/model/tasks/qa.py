@@ -77,7 +77,7 @@ class QuestionAnsweringTask(TaskAdapter):
             spans.append(best_span(starts[b], ends[b], allowed))
         return spans
 
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+    def score(self, forward: Forward, batch: Batch) -> Any:
         """Start logit + end logit of the predicted span."""
         import torch
 
@@ -137,8 +137,11 @@ class QuestionAnsweringTask(TaskAdapter):
         seq = sequences[INPUT]
         context = stream.texts[b][1]
         char_start, char_end = seq.offsets[s][0], seq.offsets[e][1]
-        p_start = torch.softmax(forward.outputs.start_logits[b].detach().float(), -1)[start]
-        p_end = torch.softmax(forward.outputs.end_logits[b].detach().float(), -1)[end]
+        # Over the example's own tokens: a batch's padding must not take probability, or the score would depend on
+        # what else is in the batch.
+        real = torch.tensor(keep, device=forward.outputs.start_logits.device)
+        p_start = torch.softmax(forward.outputs.start_logits[b, real].detach().float(), -1)[s]
+        p_end = torch.softmax(forward.outputs.end_logits[b, real].detach().float(), -1)[e]
         n = len(seq)
         weights = np.zeros((2, n))
         weights[0, s] = weights[1, e] = 1.0

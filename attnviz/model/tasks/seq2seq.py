@@ -106,7 +106,7 @@ class Seq2SeqTask(TaskAdapter):
             outputs=outputs,
         )
 
-    def score(self, forward: Forward, batch: Batch, target: str | None) -> Any:
+    def score(self, forward: Forward, batch: Batch) -> Any:
         """Log-probability of the whole target."""
         stream = batch.streams[TARGET]
         logprobs = continuation_logprobs(forward.outputs.logits, stream.input_ids)
