@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -46,6 +47,7 @@ def render_reports(
     keep_examples: bool = True,
     thresholds: Sequence[Threshold] = (),
     records: int | None = None,
+    resumable: bool = True,
 ) -> dict[str, Any]:
     """Read inputs, run the model, analyse and write every requested report into ``options.out_dir``.
 
@@ -70,6 +72,8 @@ def render_reports(
             returned document, see :func:`finish_report`).
         records: the inputs' record count when the caller has counted them already (``count_records``); None:
             counted here when needed (the trust sample, an empty input).
+        resumable: the caller's command offers ``--resume``, so refusing a used folder may suggest it (compare's
+            two reports: no).
 
     Returns:
         The summary document written to summary.json.
@@ -91,9 +95,11 @@ def render_reports(
     with ExitStack() as stack:
         # Locked and checked before the model loads (minutes, for a large one); journalled after it has loaded, so
         # a model that fails to load leaves the folder as it was (no journal of a run that never started).
-        out = stack.enter_context(claim_folder(options.out_dir, options.overwrite, options.resume))
+        out = stack.enter_context(claim_folder(options.out_dir, options.overwrite, options.resume, resumable=resumable))
         loaded = loaded or load_model(options.model)
         task = get_task(loaded.task)
+        if options.target_label is not None:  # refused before the journal, so the corrected rerun is not refused
+            task.check_target(loaded, options.target_label)
         journal = stack.enter_context(open_journal(out, resume_key(inputs, options), options.resume))
         spec = InputSpec(
             required=task.required_fields,
@@ -478,30 +484,22 @@ def compare_models(
     from attnviz.output.compare import compare_summaries, write_compare
 
     started = time.perf_counter()
-    check_arguments(inputs, options_a.literal_text)  # before two models load
-    loaded_a = loaded_a or load_model(options_a.model)
-    loaded_b = loaded_b or load_model(options_b.model)
-    _check_comparable(loaded_a, loaded_b)
+    check_arguments(inputs, options_a.literal_text)
     out_dir = Path(out_dir)
-    if "-" in inputs:
-        data = (stdin if stdin is not None else sys.stdin.buffer).read()
-        streams: tuple[BinaryIO | None, BinaryIO | None] = (io.BytesIO(data), io.BytesIO(data))
-    else:
-        streams = (stdin, stdin)
+    # Claimed before two models load (minutes, for large ones), as render claims its folder.
     with claim_folder(out_dir, options_a.overwrite, folders=COMPARE_FOLDERS, resumable=False):
-        a, b = (
-            render_reports(
-                inputs,
-                dataclasses.replace(options, out_dir=out_dir / side),
-                stdin=stream,
-                loaded=loaded,
-                keep_examples=True,
-            )
-            for options, side, stream, loaded in (
-                (options_a, "a", streams[0], loaded_a),
-                (options_b, "b", streams[1], loaded_b),
-            )
-        )
+        loaded_a = loaded_a or load_model(options_a.model)
+        loaded_b = loaded_b or load_model(options_b.model)
+        _check_comparable(loaded_a, loaded_b)
+        if "-" in inputs:
+            data = (stdin if stdin is not None else sys.stdin.buffer).read()
+            stream_a: BinaryIO | None = io.BytesIO(data)
+            stream_b: BinaryIO | None = io.BytesIO(data)
+        else:
+            stream_a = stream_b = stdin
+        side = partial(render_reports, inputs, keep_examples=True, resumable=False)
+        a = side(dataclasses.replace(options_a, out_dir=out_dir / "a"), stdin=stream_a, loaded=loaded_a)
+        b = side(dataclasses.replace(options_b, out_dir=out_dir / "b"), stdin=stream_b, loaded=loaded_b)
         document = compare_summaries(a, b, pages_a="a", pages_b="b")
         document["timing"]["total_seconds"] = round(time.perf_counter() - started, 3)
         write_compare(document, out_dir)

@@ -130,7 +130,7 @@ def test_csv_rows_are_numbered_by_the_line_they_start_on(tmp_path: Path) -> None
     """Header line 1; a quoted line break moves the next row on; blank lines (also of spaces) are left out, as in
     JSONL."""
     path = tmp_path / "reviews.csv"
-    path.write_text('text,label\n"two\nlines, quoted",1\n\nnext,0\n"say ""hi""",1\n   \n', encoding="utf-8")
+    path.write_text('text,label\n"two\nlines, quoted",1\n\nnext,0\n"say ""hi""",1\n   \n\u200b\n', encoding="utf-8")
     read = examples_only(_read(path))
     assert [(e.id, e.source, e.fields["text"], e.label) for e in read] == [
         ("reviews:2", f"{path}:2", "two\nlines, quoted", "1"),

@@ -282,6 +282,7 @@ def test_run_options_show_their_values(tmp_path: Path) -> None:
     dataset = DatasetAggregate().result(0)
     page = BeautifulSoup(index_page(run_header(run, dataset, [], status="complete"), []), "html.parser")
     shown = {row.th.get_text(): row.td.get_text() for row in page.select("tr") if row.th and row.td}
+    assert "None" not in page.get_text()  # no method gave words: the headers name none
     assert shown["generation"] == '{"max_new_tokens": 20, "do_sample": false}'
     assert shown["trust_sample"] == '{"size": 500, "sampled": false}'
     assert (shown["target_label"], shown["overwrite"], shown["methods"], shown["max_length"]) == (

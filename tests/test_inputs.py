@@ -21,7 +21,7 @@ def write_jsonl(path: Path, lines: list[object]) -> Path:
 
 def test_literal_text_and_stdin_and_txt(tmp_path: Path) -> None:
     txt = tmp_path / "lines.txt"
-    txt.write_text("first line\n\n  \nsecond line\n", encoding="utf-8")
+    txt.write_text("first line\n\n  \nsecond line\n\u200b\u200e\n", encoding="utf-8")  # invisible alone: blank
     stdin = io.BytesIO(b"from stdin\nagain\n")
     items = examples_only(read_inputs(["a literal text", "-", str(txt)], InputSpec(), stdin=stdin))
     assert [e.fields["text"] for e in items] == [

@@ -218,19 +218,26 @@ def test_a_model_that_fails_to_load_leaves_the_folder_as_it_was(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("runs_before", [False, True])
+@pytest.mark.parametrize(
+    ("link", "message"),
+    [("symlink", "is a symbolic link"), ("hardlink", "is not a lock file of attnviz's (it is linked to another")],
+)
 def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(
-    tmp_path: Path, model: str, runs_before: bool
+    tmp_path: Path, model: str, runs_before: bool, link: str, message: str
 ) -> None:
     out, victim = tmp_path / "out", tmp_path / "victim.txt"
     victim.write_text("important data", encoding="utf-8")
     if runs_before:  # refused for holding a report, the run must still not write through the link first
         assert render("old", "--model", model, *QUICK, "--out", str(out)).exit_code == 0
     out.mkdir(exist_ok=True)
-    (out / LOCK_NAME).symlink_to(victim)
+    if link == "symlink":
+        (out / LOCK_NAME).symlink_to(victim)
+    else:
+        os.link(victim, out / LOCK_NAME)
     result = render("new", "--model", model, *QUICK, "--out", str(out))
     assert result.exit_code == 5, result.output
-    assert f"'{out / LOCK_NAME}' is a symbolic link, and attnviz writes only inside --out" in result.stderr
-    assert victim.read_text(encoding="utf-8") == "important data" and (out / LOCK_NAME).is_symlink()
+    assert f"'{out / LOCK_NAME}' {message}" in result.stderr and "writes only inside --out" in result.stderr
+    assert victim.read_text(encoding="utf-8") == "important data"
 
 
 def compare(*args: str):  # type: ignore[no-untyped-def]
@@ -327,3 +334,25 @@ def test_a_mistyped_file_name_writes_nothing_so_the_corrected_run_goes_ahead(
     assert not out.exists() or list(out.rglob("*")) == []
     fixed = runner.invoke(app, [command, str(good), "--model", model, *sides, *QUICK, "--out", str(out)])
     assert fixed.exit_code == 0, fixed.output
+
+
+def test_compare_over_a_stale_side_report_does_not_suggest_resume(tmp_path: Path, model: str) -> None:
+    out = tmp_path / "out"
+    assert render("old", "--model", model, *QUICK, "--out", str(out / "a")).exit_code == 0  # a compare cut short
+    refused = compare("--model", model, "--against", model, *QUICK, "--out", str(out))
+    assert refused.exit_code == 2 and f"'{out / 'a'}' holds the report of an earlier run" in refused.stderr
+    assert "--resume" not in refused.stderr
+
+
+def test_an_unknown_target_label_writes_no_report_so_the_corrected_run_goes_ahead(
+    tmp_path: Path, model: str, tiny_path: Callable[..., Path]
+) -> None:
+    out = tmp_path / "out"
+    wrong = render("a fine film", "--model", model, *QUICK, "--target-label", "nope", "--out", str(out))
+    assert wrong.exit_code == 2 and "unknown --target-label 'nope'; valid: " in wrong.stderr
+    assert [p.name for p in out.rglob("*")] == ["examples"]
+    right = render("a fine film", "--model", model, *QUICK, "--target-label", "1", "--out", str(out))
+    assert right.exit_code == 0, right.output
+    qa = render("a fine film", "--model", str(tiny_path("bert-qa")), *QUICK, "--target-label", "1", "--out",
+                str(tmp_path / "qa"))  # fmt: skip
+    assert qa.exit_code == 2 and "the qa task has no classes" in qa.stderr

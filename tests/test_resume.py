@@ -225,6 +225,13 @@ def tamper_state(out: Path, **fields: object) -> None:
     (out / STATE_NAME).write_text(json.dumps(state | fields), encoding="utf-8")
 
 
+def linked_spool(out: Path) -> None:
+    """A spool name of the right shape that is a link to the file outside (``.victim`` points there)."""
+    name = ".examples-" + "a" * 12 + ".jsonl"
+    (out / name).symlink_to((out / ".victim").resolve())
+    tamper_state(out, spool=name)
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
@@ -233,6 +240,9 @@ def tamper_state(out: Path, **fields: object) -> None:
         (lambda out: tamper_state(out, key=[1]), f"'{STATE_NAME}' is not a run journal"),
         (lambda out: tamper_state(out, spool="../elsewhere.jsonl"), "names no spool of this folder"),
         (lambda out: tamper_state(out, spool=".victim"), "names no spool of this folder"),
+        (lambda out: tamper_spool(out, '{"id": NaN}'), "holds nan, which is not a JSON number at $.id"),
+        (lambda out: tamper_spool(out, '{"id": "a", "id": "b"}'), 'gives the key "id" twice in one object'),
+        (linked_spool, "names no spool of this folder"),
     ],
 )
 def test_a_tampered_journal_is_refused_and_nothing_outside_is_written(
@@ -243,10 +253,12 @@ def test_a_tampered_journal_is_refused_and_nothing_outside_is_written(
     victim.write_text("keep1\nkeep2 without a newline", encoding="utf-8")
     (out / ".victim").symlink_to(victim)
     tamper(out)
+    before = report_files(out)
     refused = render(*TEXTS, "--model", model, *OPTIONS, "--out", str(out), "--resume")
     assert refused.exit_code == 2, refused.output
     assert message in refused.stderr and "pass --overwrite" in refused.stderr
     assert victim.read_text(encoding="utf-8") == "keep1\nkeep2 without a newline"
+    assert report_files(out) == before  # nothing written, summary.json included
 
 
 def test_a_journal_entry_naming_another_page_is_refused(

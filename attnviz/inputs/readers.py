@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from attnviz.errors import InputError
-from attnviz.inputs.records import InputSpec, build_or_skip, json_example, record_example, skip_or_raise, text_record
+from attnviz.inputs.records import (
+    InputSpec,
+    build_or_skip,
+    is_blank,
+    json_example,
+    record_example,
+    skip_or_raise,
+    text_record,
+)
 from attnviz.registry import Registry
 from attnviz.types import Example, SkippedRecord
 
@@ -123,7 +131,7 @@ def read_lines(stream: BinaryIO, name: str, id_prefix: str, spec: InputSpec) -> 
     for source, text in decoded_lines(stream, name):
         if isinstance(text, InputError):
             yield skip_or_raise(text, spec)
-        elif text.strip():
+        elif not is_blank(text):
             line_id = f"{id_prefix}:{source.rsplit(':', 1)[1]}"
             yield build_or_skip(partial(record_example, text_record(text, spec), source, line_id, spec), spec)
 
@@ -138,16 +146,18 @@ def _read_jsonl(path: Path, spec: InputSpec) -> Records:
         for source, text in decoded_lines(handle, str(path)):
             if isinstance(text, InputError):
                 yield skip_or_raise(text, spec)
-            elif text.strip():
+            elif not is_blank(text):
                 line_id = f"{path.stem}:{source.rsplit(':', 1)[1]}"
                 yield build_or_skip(partial(json_example, text, source, line_id, spec), spec)
 
 
 def _count_lines(path: Path) -> int:
     """The lines the readers take as records: not blank once decoded as they decode them (a byte-order mark, or
-    only Unicode spaces, is blank), and every undecodable line (a record in error)."""
+    only spaces and invisible characters, is blank: see ``is_blank``), and every undecodable line (a record in
+    error)."""
     with path.open("rb") as handle:
-        return sum(1 for _, text in decoded_lines(handle, str(path)) if isinstance(text, InputError) or text.strip())
+        lines = decoded_lines(handle, str(path))
+        return sum(1 for _, text in lines if isinstance(text, InputError) or not is_blank(text))
 
 
 register_reader(

@@ -210,12 +210,12 @@ def _id_or_label(value: Any, source: str, column: str) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InputError(source, f"must be a string or integer, got {type(value).__name__}", column)
-    if _blank(str(value)):
+    if is_blank(str(value)):
         raise InputError(source, "is empty", column)
     return str(value)
 
 
-def _blank(text: str) -> bool:
+def is_blank(text: str) -> bool:
     """Nothing a reader could see: only whitespace, control and format characters (a zero-width space, a byte-order
     mark, a bidirectional mark). A model given it sees only its special tokens."""
     return all(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in text)
@@ -232,7 +232,7 @@ def _example(record: Mapping[str, Any], source: str, default_id: str, spec: Inpu
         value = record[column]
         if not isinstance(value, str):
             raise InputError(source, f"must be a string, got {type(value).__name__}", column)
-        if _blank(value):
+        if is_blank(value):
             raise InputError(source, "is empty", column)
         fields[name] = value
     for name in spec.required:

@@ -112,6 +112,10 @@ def check_arguments(args: Sequence[str], literal: bool = False) -> None:
     """Refuse, before anything is written or loaded, an argument that reading would refuse for what it names on
     disk (a missing file name, a folder no reader takes, a pipe or device). Only looks at the file system.
 
+    Args:
+        args: the input arguments, as :func:`read_inputs` takes them (``-`` is stdin, and is not looked at).
+        literal: every argument is a literal text (``--text``): nothing to check.
+
     Raises:
         InputError: naming the argument (exit 3).
     """

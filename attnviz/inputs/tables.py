@@ -27,7 +27,7 @@ from typing import Any
 
 from attnviz.errors import InputError
 from attnviz.inputs.readers import Reader, Records, register_reader
-from attnviz.inputs.records import KNOWN_FIELDS, InputSpec, build_or_skip, json_value, record_example
+from attnviz.inputs.records import KNOWN_FIELDS, InputSpec, build_or_skip, is_blank, json_value, record_example
 from attnviz.types import Example
 
 BATCH_ROWS = 256  # rows turned into Python objects at a time (a Parquet row group may hold a million)
@@ -105,8 +105,9 @@ def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, list[str]]]:
                 return
             except csv.Error as err:
                 raise InputError(f"{path}:{start}", f"is not valid {kind.upper()} ({err})") from None
-            # Blank lines are left out, as in .txt and .jsonl, also of spaces; a lone "" (csv's empty value) is not.
-            if row and not (len(row) == 1 and row[0] and not row[0].strip()):
+            # Blank lines are left out, as in .txt and .jsonl (spaces or invisible characters alone count as blank);
+            # a lone "" (csv's way of writing one empty value) is not.
+            if row and not (len(row) == 1 and row[0] and is_blank(row[0])):
                 yield start, row
             start = reader.line_num + 1
 

@@ -16,7 +16,7 @@ from attnviz.config import GenerationOptions
 from attnviz.errors import ModelError, UsageError, one_line
 from attnviz.model.loading import LoadedModel
 from attnviz.model.tasks import get_task
-from attnviz.model.tasks.base import TARGET, expected_layers, token_seq
+from attnviz.model.tasks.base import TARGET_LABEL, expected_layers, token_seq
 from attnviz.model.views import ViewBuilder, ViewRequest, chunk_rows
 from attnviz.types import GRAD_MEAN, HEAD_MEAN, RELEVANCY, ROLLOUT, Capture, Example, Needs, Prediction
 
@@ -85,7 +85,7 @@ def capture_batch(
 
     task = get_task(loaded.task)
     batch = task.encode(examples, loaded, max_length, generation or GenerationOptions())
-    batch.extras[TARGET] = target
+    batch.extras[TARGET_LABEL] = target
     if any("cross" in task.layout(batch, b) for b in range(len(batch.examples))):
         needs = _encoder_decoder_needs(needs)
     fast = loaded.capture == "fast"
@@ -155,7 +155,7 @@ def _check_finite(prediction: Prediction, example: Example) -> None:
     for name, value in (("score", prediction.score), *prediction.probabilities.items()):
         if value is not None and not math.isfinite(value):
             raise ModelError(
-                f"the model's output for example {one_line(repr(example.id))} ({one_line(example.source)}) is not a "
+                f"the model's output for example {example.id!r} ({one_line(example.source)}) is not a "
                 f"finite number ({one_line(str(name))}: {value}): check the model's weights, or run in float32 "
                 "(--dtype float32)"
             )

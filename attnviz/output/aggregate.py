@@ -100,9 +100,9 @@ class DatasetAggregate:
         self._add_words(entry)
         self._add_disagreement(entry)
         self.rows.append(index_row(entry, self.primary))
-        margins = entry["metrics"]
+        metrics = entry["metrics"]
         self._row_choices.append(
-            {m: (s["top_words"], margins.get(f"comprehensiveness_margin.{m}")) for m, s in entry["scores"].items()}
+            {m: (s["top_words"], metrics.get(f"comprehensiveness_margin.{m}")) for m, s in entry["scores"].items()}
         )
 
     def _add_heads(self, entry: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -203,6 +204,13 @@ def _acquire(out: Path) -> int:
             handle = os.open(path, flags, 0o644)
         except FileExistsError:
             raise _busy(out) from None
+        found = os.fstat(handle)
+        if not stat.S_ISREG(found.st_mode) or found.st_nlink != 1:  # a hard link is another file's contents too
+            os.close(handle)
+            raise OutputError(
+                f"'{path}' is not a lock file of attnviz's (it is linked to another file, or not a regular file), and "
+                "attnviz writes only inside --out: remove it or choose another --out"
+            )
         if fcntl is None:
             break
         try:

@@ -171,22 +171,29 @@ def _replay(out: Path, state: Mapping[str, Any]) -> tuple[Path, list[dict[str, A
 def _entry(out: Path, name: str, number: int, line: bytes) -> dict[str, Any]:
     """Line ``number`` of the spool: a summary entry as render writes it, or a usage error that says to start
     again."""
-    from attnviz.output.schema import entry_problem  # jsonschema: loaded only to resume
+    from attnviz.output.schema import entry_problem, untrusted_json  # jsonschema: loaded only to resume
 
     try:
-        entry = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        problem: str | None = "is not JSON"
+        entry = untrusted_json(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        problem: str | None = "is not UTF-8 text"
+    except ValueError as err:
+        problem = str(err)
     else:
-        problem = entry_problem(entry)
-        if problem is None and entry["page"] != page_path(page_name(entry["id"])):
-            problem = f"names the page {json.dumps(entry['page'])}, not the one render writes for its id"
+        problem = entry_problem(entry) or _page_problem(entry)
     if problem is not None:
         raise UsageError(
             f"cannot resume in '{out}': line {number} of its spool '{name}' {problem}, so it is not an entry an "
             "interrupted run wrote; pass --overwrite"
         )
     return entry
+
+
+def _page_problem(entry: Mapping[str, Any]) -> str | None:
+    """An entry must name the page render writes for its id: resuming rewrites the index from the entries."""
+    if entry["page"] != page_path(page_name(entry["id"])):
+        return f"names the page {json.dumps(entry['page'])}, not the one render writes for its id"
+    return None
 
 
 def _from_summary(out: Path) -> tuple[Path, list[dict[str, Any]]]:
@@ -196,6 +203,11 @@ def _from_summary(out: Path) -> tuple[Path, list[dict[str, Any]]]:
     if not path.is_file():
         raise UsageError(f"cannot resume in '{out}': its run completed without summary.json; pass --overwrite")
     done = read_summary(path)["examples"]
+    for position, entry in enumerate(done):
+        if (problem := _page_problem(entry)) is not None:
+            raise UsageError(
+                f"cannot resume in '{out}': $.examples[{position}] of summary.json {problem}; pass --overwrite"
+            )
     spool = new_spool(out)
     with spool.open("w", encoding="utf-8") as handle:
         for entry in done:

@@ -140,20 +140,36 @@ def read_summary(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise InputError(source, f"cannot be read: {err.strerror or err}") from None
     try:
-        document = _DECODER.decode(text)
-    except json.JSONDecodeError as err:
-        raise InputError(source, f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    except _RepeatedKey as err:
-        raise InputError(source, _cut(str(err))) from None
-    except ValueError:  # the only other: an integer longer than Python converts
-        raise InputError(source, f"holds an integer of more than {sys.get_int_max_str_digits()} digits") from None
-    except RecursionError:
-        # The parser recurses per level: a file of nothing but "[[[[…" must be bad input, not a crash.
-        raise InputError(source, f"is nested more than {MAX_DEPTH} levels deep at $") from None
-    unsafe = _first_unsafe(document)
-    problem = _cut(f"{unsafe[1]} at {_json_path(unsafe[0])}") if unsafe is not None else schema_problem(document)
+        document = untrusted_json(text)
+    except ValueError as err:
+        raise InputError(source, str(err)) from None
+    problem = schema_problem(document)
     if problem is not None:
         raise InputError(source, problem)
+    return document
+
+
+def untrusted_json(text: str) -> Any:
+    """Parse JSON that came from outside this run (a summary.json, a run journal) with what the schema cannot say
+    checked: nesting past ``MAX_DEPTH``, NaN or Infinity, integers no float holds, a key twice in one object.
+
+    Raises:
+        ValueError: what is wrong and, where known, its JSON path (``holds nan, which is not a JSON number at $.a``).
+    """
+    try:
+        document = _DECODER.decode(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+    except _RepeatedKey as err:
+        raise ValueError(_cut(str(err))) from None
+    except ValueError:  # the only other: an integer longer than Python converts
+        raise ValueError(f"holds an integer of more than {sys.get_int_max_str_digits()} digits") from None
+    except RecursionError:
+        # The parser recurses per level: a file of nothing but "[[[[…" must be bad input, not a crash.
+        raise ValueError(f"is nested more than {MAX_DEPTH} levels deep at $") from None
+    unsafe = _first_unsafe(document)
+    if unsafe is not None:
+        raise ValueError(_cut(f"{unsafe[1]} at {_json_path(unsafe[0])}"))
     return document
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from attnviz.config import GenerationOptions
+from attnviz.errors import UsageError
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.types import Capture, Example, ExplainedRows, Panel, Prediction, TokenSeq
@@ -51,7 +52,7 @@ class Stream:
 
 
 #: ``Batch.extras`` key of ``--target-label`` (None: the prediction), which classifiers explain.
-TARGET = "target_label"
+TARGET_LABEL = "target_label"
 
 
 @dataclass
@@ -134,7 +135,15 @@ class TaskAdapter(ABC):
     @abstractmethod
     def score(self, forward: Forward, batch: Batch) -> Any:
         """(B,) differentiable score each explanation is about (the predicted class logit, or ``batch.extras``'
-        ``TARGET`` class when given)."""
+        ``TARGET_LABEL`` class when given)."""
+
+    def check_target(self, loaded: LoadedModel, target: str) -> None:
+        """Refuse a ``--target-label`` this model cannot explain, before the run writes anything.
+
+        Raises:
+            UsageError: the task has no classes to pick from (exit 2); classifiers refuse a label they do not have.
+        """
+        raise UsageError(f"--target-label picks the class a classifier explains; the {self.name} task has no classes")
 
     def panel(self, example: Example, prediction: Prediction) -> Panel | None:
         """What only this task shows on the page (a template partial and its fields); None: nothing."""

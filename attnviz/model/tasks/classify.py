@@ -12,7 +12,7 @@ from attnviz.errors import UnknownNameError
 from attnviz.model.loaded import LoadedModel
 from attnviz.model.predictor import Predictor
 from attnviz.model.tasks.base import (
-    TARGET,
+    TARGET_LABEL,
     AttentionLayout,
     Batch,
     Forward,
@@ -89,12 +89,16 @@ class ClassifyTask(TaskAdapter):
         outputs = model(**stream_inputs(batch.streams[INPUT]), output_attentions=True)
         return Forward(attentions={"self": outputs.attentions}, outputs=outputs)
 
+    def check_target(self, loaded: LoadedModel, target: str) -> None:
+        """A label name or index the model has (:func:`resolve_target`), else an :class:`UnknownNameError`."""
+        resolve_target(target, label_names(loaded.model.config), 0)
+
     def score(self, forward: Forward, batch: Batch) -> Any:
         import torch
 
         logits = forward.outputs.logits
         names = batch.extras["label_names"]
-        index = [resolve_target(batch.extras.get(TARGET), names, int(p)) for p in logits.argmax(-1).tolist()]
+        index = [resolve_target(batch.extras.get(TARGET_LABEL), names, int(p)) for p in logits.argmax(-1).tolist()]
         return logits[torch.arange(logits.shape[0]), torch.tensor(index, device=logits.device)]
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
@@ -134,7 +138,7 @@ class ClassifyTask(TaskAdapter):
             return Prediction(text=f"{value:.4f}", score=value, details={"regression": True}), rows
         probs = torch.softmax(logits, dim=-1).numpy().astype(np.float64)
         top = int(probs.argmax())
-        explained = resolve_target(batch.extras.get(TARGET), names, top)
+        explained = resolve_target(batch.extras.get(TARGET_LABEL), names, top)
         return (
             Prediction(
                 text=names[top],
