@@ -12,7 +12,7 @@ from capture_helpers import EVERY_VIEW, FORWARD_VIEWS
 from attnviz.config import GenerationOptions
 from attnviz.errors import ModelError
 from attnviz.model.capture import capture_batch, resolve_max_length
-from attnviz.types import FULL, Example, Needs
+from attnviz.types import FULL, RELEVANCY, Example, Needs
 
 GEN = GenerationOptions(max_new_tokens=4)
 TEXTS = [
@@ -102,6 +102,17 @@ def test_encode_mean_row_and_pair_similarity(tiny_loaded: Callable) -> None:
     assert set(single.attentions) == {"self"}
     assert set(pair.attentions) == {"self", "pair"}
     assert pair.prediction.score == pytest.approx(1.0, abs=1e-5)  # identical texts
+
+
+def test_encode_single_text_explains_its_norm_even_beside_a_pair(tiny_loaded: Callable) -> None:
+    """In a batch with a pair, a text without one still explains its embedding norm (it explained cos(x, x) = 1,
+    whose gradient is 0, so its relevancy was all zeros)."""
+    loaded = tiny_loaded("bert-base")
+    needs = Needs(attention=frozenset({RELEVANCY}))
+    mixed, _ = capture_batch(loaded, examples(TEXTS[:2], [None, "Rainy."]), max_length=64, needs=needs)
+    (alone,) = capture_batch(loaded, examples(TEXTS[:1]), max_length=64, needs=needs)
+    assert np.abs(alone.main.view(RELEVANCY)).max() > 0
+    np.testing.assert_allclose(mixed.main.view(RELEVANCY), alone.main.view(RELEVANCY), rtol=1e-4, atol=1e-7)
 
 
 def test_pairs_are_segmented(tiny_loaded: Callable) -> None:

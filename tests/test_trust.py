@@ -3,6 +3,7 @@ known-answer marker classifier."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -325,3 +326,60 @@ def test_a_gpu_pass_budget_is_a_share_of_free_memory_over_a_gradient_pass_per_to
     assert pass_budget(BertForSequenceClassification(config), "cpu").tokens == CHUNK_TOKENS
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2**20, 2**30))
     assert pass_budget(BertForSequenceClassification(config), "cuda").tokens == CHUNK_TOKENS  # never below
+
+
+def test_qa_answer_masked_scores_zero_as_deleted(tiny_loaded: Callable) -> None:
+    """QA's score is 0 once an answer token is erased, by deletion or by --erasure mask (masking kept the position,
+    so the masked token's probability was read as the answer's)."""
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded("bert-qa")
+    example = Example(id="q", source="t:1", fields={"question": "who sat", "context": "the cat sat on the mat"})
+    (capture,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS)
+    predictor = get_task(loaded.task).predictor(loaded, capture)
+    start = capture.prediction.details["start_token"]
+    keep = np.ones((2, len(predictor.ids)), dtype=bool)
+    keep[1, start] = False
+    for erasure in ("delete", "mask"):
+        full, erased = predictor.score(keep, erasure)
+        assert full == pytest.approx(capture.prediction.score, rel=1e-5) and erased == 0.0
+
+
+def test_lm_one_token_prompt_has_nothing_to_erase(tiny_loaded: Callable) -> None:
+    """Erasing a lone prompt token would leave nothing to predict the continuation's first token from (the run
+    crashed on it): nothing is erasable, and faithfulness says so."""
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded("gpt2-lm")
+    example = Example(id="l", source="t:1", fields={"text": "The", "target": " cat"})
+    (capture,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS)
+    assert capture.prediction.details["prompt_tokens"] == 1
+    predictor = get_task(loaded.task).predictor(loaded, capture)
+    report = analyze(capture, ["attention", "faithfulness"], index=0, predictor=predictor)
+    assert report.results["faithfulness"].messages == ("faithfulness: no token can be erased",)
+
+
+def test_relative_delta_without_a_gap() -> None:
+    from attnviz.model.predictor import Attributions
+
+    def found(delta: float, gap: float) -> Attributions:
+        return Attributions(np.zeros(2), np.zeros(2), delta, gap)
+
+    assert found(0.002, 0.4).relative_delta == pytest.approx(0.005)
+    assert found(0.0, 0.0).relative_delta == 0.0  # nothing to attribute, and nothing attributed
+    assert found(1e-8, 0.0).relative_delta == math.inf  # a sum that should be 0 is not: never "converged"
+
+
+def test_a_regression_head_says_why_trust_checks_are_missing(tiny_loaded: Callable) -> None:
+    from attnviz.model.tasks import get_task
+
+    loaded = tiny_loaded("bert-classifier")
+    example = Example(id="r", source="t:1", fields={"text": "a fine film"})
+    (capture,) = capture_batch(loaded, [example], max_length=64, needs=FORWARD_VIEWS)
+    regression = dataclasses.replace(
+        capture, prediction=dataclasses.replace(capture.prediction, details={"regression": True})
+    )
+    assert get_task(loaded.task).predictor(loaded, regression) is None
+    report = analyze(regression, ["attention", "faithfulness"], index=0, predictor=None)
+    [message] = report.results["faithfulness"].messages
+    assert message == "faithfulness: not available for a regression head (one output)"

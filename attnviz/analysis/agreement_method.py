@@ -74,10 +74,14 @@ class Agreement:
         }
         messages = ()
         if found.relative_delta > IG_DELTA_BOUND:
+            share = (
+                f"its delta is {found.relative_delta:.1%} of |F(x) − F(baseline)|"
+                if found.gap > 0
+                else f"F(x) equals F(baseline), yet its attributions sum to {found.delta:.3g}"
+            )
             messages = (
-                f"Integrated Gradients did not converge: its delta is {found.relative_delta:.1%} of "
-                f"|F(x) − F(baseline)| (bound {IG_DELTA_BOUND:.0%}); rerun with a larger --ig-steps "
-                f"(it ran {steps}) before reading its scores.",
+                f"Integrated Gradients did not converge: {share} (bound {IG_DELTA_BOUND:.0%}); rerun with a larger "
+                f"--ig-steps (it ran {steps}) before reading its scores.",
             )
         for scores in scored_methods(context.previous, predictor.sequence):
             attention = scores.at()[removable]

@@ -131,11 +131,13 @@ def list_analyses() -> list[str]:
 
 def without_predictor(name: str, capture: Capture, context: AnalysisContext) -> AnalysisResult:
     """The result of an analysis that must re-run the model when it cannot: a sampled run left the example out,
-    or the task offers no predictor."""
+    or the task (or a classifier's regression head) offers no predictor."""
     if context.sampled_out:
         return AnalysisResult(
             name=name, messages=(f"{name}: not measured for this example (sampled run, see --trust-sample)",)
         )
+    if capture.prediction.details.get("regression"):  # a classifier's head with one output: no class probability
+        return AnalysisResult(name=name, messages=(f"{name}: not available for a regression head (one output)",))
     return AnalysisResult(name=name, messages=(f"{name}: not available for task '{capture.task}'",))
 
 

@@ -7,6 +7,7 @@ and "what do gradient attributions say about each token?" (agreement). Task adap
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
@@ -52,8 +53,11 @@ class Attributions:
 
     @property
     def relative_delta(self) -> float:
-        """The delta as a share of the gap (0 when the gap is 0: there was nothing to attribute)."""
-        return self.delta / self.gap if self.gap > 0 else 0.0
+        """The delta as a share of the gap; with no gap, 0 when the attributions sum to nothing as they should, else
+        infinite (however small, a sum that should be 0 is not)."""
+        if self.gap > 0:
+            return self.delta / self.gap
+        return 0.0 if self.delta == 0 else math.inf
 
 
 @dataclass
@@ -82,7 +86,8 @@ class Predictor:
             mask, ``types`` each row's token types (None entries, or empty, when the model takes none). Gradient
             mode is the caller's.
         read: ``(outputs, rows, mask, positions)`` → this example's (R,) scores of the rows ``rows`` (a (R,) index
-            into the outputs), given the original positions each keeps.
+            into the outputs), given for each row the original position of each of its tokens (-1 for a token
+            ``--erasure mask`` replaced: it is no longer the original).
         embed: (B, n) ids → (B, n, D) input embeddings, exactly as the model computes them.
         baseline_ids: (n,) the integrated-gradients baseline: special tokens kept, the rest ``pad``.
         pad_id: the id padding positions get.
@@ -141,12 +146,13 @@ class Predictor:
             if key in self._scored or key in found:
                 continue
             if erasure == "delete":
-                kept = np.flatnonzero(row)
+                kept = places = np.flatnonzero(row)
                 ids = [self.ids[i] for i in kept]
             else:
-                kept = np.arange(len(self.ids))
+                places = np.arange(len(self.ids))
+                kept = np.where(row, places, -1)  # a masked token keeps its place, not its identity
                 ids = [token if row[i] else self.mask_id for i, token in enumerate(self.ids)]
-            types = None if self.segments is None else self.segments[kept]
+            types = None if self.segments is None else self.segments[places]
             found[key] = _Copy(self, key, ids, kept, types)
         return list(found.values())
 
@@ -176,7 +182,8 @@ class Predictor:
 
 @dataclass(frozen=True)
 class _Copy:
-    """One edited copy waiting for its score: whose it is, its key there, its ids, kept positions and types."""
+    """One edited copy waiting for its score: whose it is, its key there, its ids, the original position of each
+    token (-1: masked) and its token types."""
 
     owner: Predictor
     key: tuple[Erasure, bytes]

@@ -67,9 +67,13 @@ class EncodeTask(TaskAdapter):
         import torch
 
         first = forward.outputs[INPUT]
-        if PAIR in forward.outputs:
-            return torch.nn.functional.cosine_similarity(first, forward.outputs[PAIR], dim=-1)
-        return first.norm(dim=-1)
+        if PAIR not in forward.outputs:
+            return first.norm(dim=-1)
+        # Per row: a text with a pair explains their cosine similarity, one without its own embedding norm (its
+        # pair stream only repeats it, and cos(x, x) = 1 has no gradient).
+        has_pair = torch.tensor(batch.extras["has_pair"], device=first.device)
+        cosine = torch.nn.functional.cosine_similarity(first, forward.outputs[PAIR], dim=-1)
+        return torch.where(has_pair, cosine, first.norm(dim=-1))
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
         """Scores the embedding norm, or the cosine similarity with the (unedited) second text."""

@@ -107,6 +107,10 @@ class LanguageModelTask(TaskAdapter):
         seq = capture.sequences[INPUT]
         prompt = capture.prediction.details["prompt_tokens"]
         removable = ~seq.special_mask & (np.arange(len(seq)) < prompt)
+        if removable.sum() == 1 and removable[0]:
+            # A one-token prompt with no start token before it: erasing it (every bin erases at least one token)
+            # would leave nothing to predict the continuation's first token from, so nothing can be erased.
+            removable[:] = False
 
         def read(outputs: Any, rows: Any, mask: Any, positions: list[np.ndarray]) -> Any:
             logprobs = torch.log_softmax(outputs.logits[rows].float(), dim=-1)

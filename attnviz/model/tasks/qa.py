@@ -102,7 +102,7 @@ class QuestionAnsweringTask(TaskAdapter):
         )
 
     def predictor(self, loaded: LoadedModel, capture: Capture) -> Predictor | None:
-        """Scores p(start) · p(end) of the original answer tokens (0 once either is erased)."""
+        """Scores p(start) · p(end) of the original answer tokens (0 once either is erased, deleted or masked)."""
         import torch
 
         from attnviz.model.predictor import build_predictor
@@ -116,7 +116,7 @@ class QuestionAnsweringTask(TaskAdapter):
             p_end = torch.softmax(outputs.end_logits[rows].float().masked_fill(padding, -1e9), dim=-1)
             scores = []
             for b, kept in enumerate(positions):
-                where = {int(p): j for j, p in enumerate(kept)}
+                where = {int(p): j for j, p in enumerate(kept) if p >= 0}  # a masked answer token is erased too
                 if start in where and end in where:
                     scores.append(p_start[b, where[start]] * p_end[b, where[end]])
                 else:
