@@ -115,3 +115,15 @@ def test_registry_lists_valid_names() -> None:
 def test_explained_rows_must_sum_to_one() -> None:
     with pytest.raises(ValueError, match="must sum to 1"):
         ExplainedRows(("r",), np.array([[0.5, 0.2]]), "self")
+
+
+def test_describe_heads_names_the_focused_layers_and_the_most_focused_head() -> None:
+    from attnviz.analysis.heads import describe_heads
+
+    entropy = np.array([[0.95, 0.00], [0.40, 0.50], [0.30, 0.45]])  # layer means 0.475, 0.45, 0.375
+    diffuse, sink = entropy > 0.9, np.array([[False, True], [False, False], [False, False]])
+    assert describe_heads(entropy, diffuse, sink, "self") == (
+        "1 of 6 self-attention heads are diffuse (normalised entropy > 0.9) and 1 are sink-bound (> 50% of their "
+        "attention on special or first tokens); on average the most focused layers are 2 and 3, and the most focused "
+        "head is layer 1 head 2 (entropy 0.00)."
+    )

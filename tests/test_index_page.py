@@ -291,3 +291,18 @@ def test_run_options_show_their_values(tmp_path: Path) -> None:
         "attention",
         "32",
     )
+
+
+def test_page_number_filters() -> None:
+    from attnviz.output.html import environment
+
+    fmt, sig = environment().filters["fmt"], environment().filters["sig"]
+    assert [fmt(0.0001234), fmt(0.5), fmt(None), fmt(float("nan"))] == ["0.000", "0.500", "–", "–"]
+    # Scores on a method's own scale keep 3 significant digits (relevancy's are often all under 0.001).
+    assert [sig(0.0001234), sig(0.5), sig(12.345), sig(1.234e-05), sig(None)] == [
+        "0.000123",
+        "0.5",
+        "12.3",
+        "1.23e-05",
+        "–",
+    ]

@@ -92,8 +92,15 @@ def describe_heads(entropy: np.ndarray, diffuse: np.ndarray, sink: np.ndarray, k
     total = entropy.size
     focused = entropy.mean(axis=1).argsort()[:2] + 1
     layers = " and ".join(str(int(layer)) for layer in sorted(focused))
-    return (
+    plural = len(focused) > 1
+    sentence = (
         f"{int(diffuse.sum())} of {total} {kind}-attention heads are diffuse (normalised entropy > "
         f"{DIFFUSE_ENTROPY}) and {int(sink.sum())} are sink-bound (> {SINK_SHARE:.0%} of their attention on "
-        f"special or first tokens); the most focused heads are in layer{'s' if len(focused) > 1 else ''} {layers}."
+        f"special or first tokens); on average the most focused layer{'s' if plural else ''} "
+        f"{'are' if plural else 'is'} {layers}"
     )
+    if np.isnan(entropy).all():  # every row had one visible key: no head has an entropy
+        return sentence + "."
+    layer, head = np.unravel_index(int(np.nanargmin(entropy)), entropy.shape)
+    lowest = entropy[layer, head]
+    return sentence + f", and the most focused head is layer {layer + 1} head {head + 1} (entropy {lowest:.2f})."
