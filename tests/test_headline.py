@@ -131,6 +131,9 @@ def test_summary_md_flags_what_the_index_flags_and_names_the_words_method() -> N
     }
     text = summary_markdown(document, None)
     # rollout's mean margin is above 0, but its interval is not: flagged, as on the index and the terminal
-    assert "includes 0: erasing their top tokens may change the prediction no more than erasing random ones): " in text
-    assert "ones): attention, rollout." in text
+    flag = "Not clearly above random at comprehensiveness (the 95 % interval of the margin over random orders "
+    assert f"{flag}includes 0): attention, rollout." in text
+    every = ["attention", "input_x_gradient", "integrated_gradients", "norms", "rollout", "relevancy"]
+    longer = summary_markdown({**document, "dataset": {**document["dataset"], "not_clearly_above_random": every}}, None)
+    assert "norms, rollout, relevancy." in longer  # the whole list, not cut
     assert "| top words (relevancy) |" in text

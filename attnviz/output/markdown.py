@@ -156,8 +156,7 @@ def _flags(document: Mapping[str, Any], metrics: Mapping[str, Any], methods: Seq
         # read the same list.
         flags.append(
             "Not clearly above random at comprehensiveness (the 95 % interval of the margin over random orders "
-            f"includes 0: erasing their top tokens may change the prediction no more than erasing random ones): "
-            f"{', '.join(str(method) for method in weak)}."
+            f"includes 0): {', '.join(str(method) for method in weak)}."
         )
     return flags
 
