@@ -22,6 +22,7 @@ from attnviz.analysis.pipeline import (
 from attnviz.config import RenderOptions
 from attnviz.errors import AttnvizError, InputError, OutputError, UsageError
 from attnviz.inputs import InputSpec, check_arguments, count_records, input_path, read_inputs
+from attnviz.inputs.records import is_blank, refuse_surrogates
 from attnviz.model.capture import capture_batch, resolve_max_length
 from attnviz.model.loading import LoadedModel, load_model
 from attnviz.model.predictor import attribute, score_copies
@@ -339,7 +340,8 @@ def explain_text(text: str, options: RenderOptions, loaded: LoadedModel | None =
     Raises:
         InputError: empty text. ModelError: as for :func:`render_reports`.
     """
-    if not text.strip():
+    refuse_surrogates({"text": text}, "<text>")
+    if is_blank(text):
         raise InputError("<text>", "is empty", "text")
     loaded = loaded or load_model(options.model)
     example = Example(id="text", source="<text>", fields={get_task(loaded.task).line_field: text})

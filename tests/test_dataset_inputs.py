@@ -489,3 +489,21 @@ def test_hostile_ids_from_a_table_still_make_safe_page_names(tmp_path: Path, mod
         assert (out / page).resolve().parent == (out / "examples").resolve()
         assert (out / page).is_file()
     assert "<script>x" not in (out / pages[1]).read_text(encoding="utf-8")
+
+
+def test_a_field_mapped_to_a_missing_column_is_refused(tmp_path: Path, model: str) -> None:
+    """``--field label=lable`` (a typo) named no column: every label came out null, silently."""
+    data = write_rows(tmp_path, "csv", [{"text": "A fine film.", "label": "pos"}], name="in")
+    result = _render([str(data), "--model", model, *QUICK, "--field", "label=lable", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 3 and "field 'lable': is not a column (columns: " in result.stderr
+
+
+def test_an_empty_saved_dataset_is_bad_input(tmp_path: Path, model: str) -> None:
+    from datasets import Dataset, Features, Value
+
+    folder = tmp_path / "empty"
+    Dataset.from_dict({"text": []}, features=Features({"text": Value("string")})).save_to_disk(str(folder))
+    result = _render([str(folder), "--model", model, *QUICK, "--allow-empty", "--out", str(tmp_path / "o")])
+    # datasets itself cannot load a saved dataset of no rows: bad input naming the folder (it was an IndexError)
+    assert result.exit_code == 3, result.output
+    assert f"{folder}: cannot be loaded with datasets.load_from_disk" in result.stderr

@@ -91,3 +91,19 @@ def test_error_messages_show_payloads_visibly(tmp_path: Path, args: list[str]) -
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
     assert result.exit_code in (2, 3, 4), result.output
     clean(result.stdout + result.stderr)
+
+
+@pytest.mark.parametrize("command", ["render", "show"])
+def test_an_argument_that_is_not_utf8_is_bad_input(tmp_path: Path, model: str, command: str) -> None:
+    """Bytes that do not decode reach Python as lone surrogates: bad input naming the argument, nothing written."""
+    out = tmp_path / "out"
+    extra = ["--out", str(out), "--method", "attention", "--format", "json"] if command == "render" else []
+    result = CliRunner().invoke(app, [command, "good \udcff movie", "--model", model, *extra])
+    assert result.exit_code == 3, result.output
+    assert "holds a lone surrogate '\\udcff', which is not text" in result.stderr
+    assert not out.exists()
+
+
+def test_show_refuses_text_of_invisible_characters_as_render_does(model: str) -> None:
+    result = CliRunner().invoke(app, ["show", "\u200b\u2060", "--model", model])
+    assert result.exit_code == 3 and "is empty" in result.stderr

@@ -183,7 +183,7 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _refuse_surrogates(record: Mapping[str, Any], source: str) -> None:
+def refuse_surrogates(record: Mapping[str, Any], source: str) -> None:
     """Every string of a record, keys included, must be text that UTF-8 can encode: a lone surrogate (a JSON
     escape such as ``"\\ud800"``, an undecodable byte in a command-line argument) would fail when written."""
     for key, value in record.items():
@@ -222,7 +222,7 @@ def is_blank(text: str) -> bool:
 
 
 def _example(record: Mapping[str, Any], source: str, default_id: str, spec: InputSpec) -> Example:
-    _refuse_surrogates(record, source)
+    refuse_surrogates(record, source)
     columns = {name: spec.field_map.get(name, name) for name in KNOWN_FIELDS}
     fields: dict[str, str] = {}
     for name in TEXT_FIELDS:

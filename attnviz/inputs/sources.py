@@ -15,7 +15,14 @@ from typing import BinaryIO, Literal
 from attnviz.errors import InputError
 from attnviz.inputs.hub import DatasetSource, count_dataset, read_dataset
 from attnviz.inputs.readers import Reader, Records, read_lines, reader_for, reader_suffixes
-from attnviz.inputs.records import InputSpec, build_or_skip, record_example, skip_or_raise, text_record
+from attnviz.inputs.records import (
+    InputSpec,
+    build_or_skip,
+    record_example,
+    refuse_surrogates,
+    skip_or_raise,
+    text_record,
+)
 from attnviz.types import Example
 
 FILE_SUFFIXES = (".jsonl", ".txt", ".json", ".ndjson")
@@ -109,18 +116,20 @@ def _on_disk(arg: str) -> Literal["file", "dir", "other"] | None:
 
 
 def check_arguments(args: Sequence[str], literal: bool = False) -> None:
-    """Refuse, before anything is written or loaded, an argument that reading would refuse for what it names on
-    disk (a missing file name, a folder no reader takes, a pipe or device). Only looks at the file system.
+    """Refuse, before anything is written or loaded, an argument that is not text (bytes the shell passed that do
+    not decode as UTF-8) or that reading would refuse for what it names on disk (a missing file name, a folder no
+    reader takes, a pipe or device). Only looks at the file system.
 
     Args:
         args: the input arguments, as :func:`read_inputs` takes them (``-`` is stdin, and is not looked at).
-        literal: every argument is a literal text (``--text``): nothing to check.
+        literal: every argument is a literal text (``--text``): none names anything on disk.
 
     Raises:
         InputError: naming the argument (exit 3).
     """
-    for arg in () if literal else args:
-        if arg != "-":
+    for number, arg in enumerate(args, start=1):
+        refuse_surrogates({"argument": arg}, f"<argument {number}>")
+        if not literal and arg != "-":
             _reader_of(arg)
 
 

@@ -52,7 +52,8 @@ def require(module: str, needed_for: str, source: str) -> ModuleType:
 
 
 def check_columns(columns: Sequence[str], source: str, spec: InputSpec) -> None:
-    """Refuse a table whose columns cannot give any example: one named twice, or a required one missing.
+    """Refuse a table whose columns cannot give any example: one named twice, a required one missing, or one that
+    ``--field`` names missing.
 
     Raises:
         InputError: naming ``source`` (the file, or its header line) and the column.
@@ -62,7 +63,8 @@ def check_columns(columns: Sequence[str], source: str, spec: InputSpec) -> None:
         if column in seen:
             raise InputError(source, "is the name of two columns", _shown(column))
         seen.add(column)
-    for name in spec.required:
+    # Every required field, and every field --field maps explicitly (a typo would silently give no labels).
+    for name in dict.fromkeys([*spec.required, *spec.field_map]):
         column = spec.field_map.get(name, name)
         if column not in seen:
             listed = ", ".join(_shown(c) for c in columns[:NAMED_COLUMNS])
@@ -276,7 +278,8 @@ def load_saved(path: Path, source: str) -> Any:
     try:
         with quiet_datasets(datasets):
             return datasets.load_from_disk(str(path))
-    except (OSError, ValueError, _datasets_error(datasets)) as err:
+    # IndexError: a folder whose state lists no data files (an empty dataset saved by an older datasets).
+    except (OSError, ValueError, IndexError, _datasets_error(datasets)) as err:
         raise InputError(source, f"cannot be loaded with datasets.load_from_disk ({err})") from None
 
 
