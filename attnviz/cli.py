@@ -26,6 +26,7 @@ from attnviz.config import (
 )
 from attnviz.errors import AttnvizError, ExitStatus, UsageError, one_line
 from attnviz.inputs import DEFAULT_SPLIT, list_readers
+from attnviz.output.folder import check_bundle_path
 from attnviz.output.terminal import visible
 
 if TYPE_CHECKING:
@@ -444,6 +445,8 @@ def render(
         # The bundle is made of the HTML pages: refused now rather than after the run.
         if single_file is not None and "html" not in options.formats:
             raise UsageError("--single-file bundles the HTML pages: add html to --format, or drop --single-file")
+        if single_file is not None:
+            check_bundle_path(out, single_file)
         launch = detect_launch(os.environ)
         records = count_records(inputs, options.literal_text, options.dataset)  # once, for progress and sampling
         if launch is not None:  # torchrun, accelerate launch or srun: one rank of several
@@ -637,6 +640,8 @@ def merge(
         from attnviz.output.merge import merge_reports
 
         thresholds = _thresholds(minimum, maximum)
+        if single_file is not None:
+            check_bundle_path(out, single_file)
         merged = merge_reports(folders, out, _split(fmt) or None, thresholds, overwrite)
         _say(out_console, f"merged {len(folders)} shards, {merged['counts']['examples']} examples: {out}/index.html")
         _finish(out, merged, thresholds, single_file)

@@ -356,3 +356,13 @@ def test_an_unknown_target_label_writes_no_report_so_the_corrected_run_goes_ahea
     qa = render("a fine film", "--model", str(tiny_path("bert-qa")), *QUICK, "--target-label", "1", "--out",
                 str(tmp_path / "qa"))  # fmt: skip
     assert qa.exit_code == 2 and "the qa task has no classes" in qa.stderr
+
+
+@pytest.mark.parametrize("target", ["index.html", "examples/text-1.html", "summary.json"])
+def test_a_bundle_over_the_reports_own_files_is_refused(tmp_path: Path, model: str, target: str) -> None:
+    out = tmp_path / "out"
+    result = render("one", "--model", model, *QUICK, "--out", str(out), "--single-file", str(out / target))
+    assert result.exit_code == 2 and "is one of the report's own files" in result.stderr
+    assert not out.exists()
+    beside = render("one", "--model", model, *QUICK, "--out", str(out), "--single-file", str(out / "bundle.html"))
+    assert beside.exit_code == 0, beside.output

@@ -44,6 +44,24 @@ REPORT_FILES = (*_RUN_FILES, STATE_NAME, "examples/*.html", "examples/*.npz", "e
 OWN_FILES = (*REPORT_FILES, *TEMP_FILES, f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")
 
 
+def check_bundle_path(out: Path, bundle: Path) -> None:
+    """Refuse a ``--single-file`` path that is one of the files the report in ``out`` writes (its index, a page):
+    the bundle would replace it, and a later bundle or merge would take the bundle for a page.
+
+    Raises:
+        UsageError: naming the path (exit 2).
+    """
+    try:
+        inside = bundle.resolve().relative_to(out.resolve())
+    except ValueError:  # not inside --out
+        return
+    if any(inside.match(pattern) and len(inside.parts) == len(Path(pattern).parts) for pattern in OWN_FILES):
+        raise UsageError(
+            f"--single-file '{bundle}' is one of the report's own files: write the bundle outside --out, or under "
+            "another name"
+        )
+
+
 @contextmanager
 def claim_folder(
     out: Path,
