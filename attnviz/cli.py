@@ -23,6 +23,7 @@ from attnviz.config import (
     LITERAL_PRESET,
     PRESETS,
     SHOW_METHODS,
+    WORD_MERGES,
 )
 from attnviz.errors import AttnvizError, ExitStatus, UsageError, one_line
 from attnviz.inputs import DEFAULT_SPLIT, list_readers
@@ -386,7 +387,7 @@ def render(
 
     _choice(on_error, ("stop", "skip"), "--on-error")
     _choice(erasure, ("delete", "mask"), "--erasure")
-    _choice(word_merge, ("sum", "mean", "max"), "--word-merge")
+    _choice(word_merge, WORD_MERGES, "--word-merge")
     try:
         layers = DEFAULT_PNG_LAYERS if png_layers is None else parse_png_layers(png_layers)
     except ValueError as err:

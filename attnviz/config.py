@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from attnviz.errors import UsageError
 from attnviz.inputs import DatasetSource, OnError
@@ -80,6 +80,7 @@ Device = Literal["auto", "cpu", "cuda", "mps"]
 DType = Literal["auto", "float32", "float16", "bfloat16"]
 CapturePath = Literal["auto", "fast", "eager"]
 WordMerge = Literal["sum", "mean", "max"]
+WORD_MERGES: tuple[str, ...] = get_args(WordMerge)
 
 
 def parse_png_layers(text: str) -> PngLayers:
@@ -247,6 +248,8 @@ class RenderOptions:
         if self.trust_sample < 0:
             raise UsageError(f"trust_sample must be 0 (every example) or more, got {self.trust_sample}")
         _check_png_layers(self.png_layers, str(self.png_layers))
+        if self.word_merge not in WORD_MERGES:  # the CLI checks it too; the library must not fail later
+            raise UsageError(f"word_merge must be one of {', '.join(WORD_MERGES)}, got {self.word_merge!r}")
         if self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         if self.max_length is not None and self.max_length < 2:

@@ -235,14 +235,21 @@ def explain(
         An :class:`Explanation` for one text or record; :class:`Explanations` (in order) for a list.
 
     Raises:
-        UsageError: no examples, or model options given with a model already loaded. UnknownNameError: an
+        UsageError: no examples, examples that are not texts or records, option values that cannot work (checked
+        before the model loads), or model options given with a model already loaded. UnknownNameError: an
         unknown method. InputError: an empty text or a bad record. ModelError: the model cannot be loaded.
     """
     if isinstance(examples, (str, Mapping)):
         return explain([examples], model, methods=methods, **options)[0]
+    if not isinstance(examples, Sequence) or isinstance(examples, (bytes, bytearray)):
+        kind = type(examples).__name__
+        raise UsageError(f"attnviz.explain takes a text, a record (dict) or a list of them, got {kind}")
     records = list(examples)
     if not records:
         raise UsageError("attnviz.explain needs at least one text")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, (str, Mapping)):
+            raise UsageError(f"example {number} must be a text or a record (dict), got {type(record).__name__}")
     model_options = {name: options.pop(name) for name in list(options) if name in _MODEL_FIELDS}
     # Checked before the model loads (which can take minutes): the options, then the method names.
     names = (methods,) if isinstance(methods, str) else tuple(methods)

@@ -164,6 +164,13 @@ def test_bad_calls_fail_before_the_model_loads(no_loading: None, loaded: LoadedM
         attnviz.explain([], model="somewhere")
     with pytest.raises(UsageError, match="batch_size"):
         attnviz.explain(TEXT, model="somewhere", batch_size=0)
+    with pytest.raises(UsageError, match="word_merge must be one of sum, mean, max, got 'median'"):
+        attnviz.explain(TEXT, model="somewhere", word_merge="median")
+    for wrong, named in ((5, "got int"), (None, "got NoneType"), (b"text", "got bytes")):
+        with pytest.raises(UsageError, match=f"takes a text, a record \\(dict\\) or a list of them, {named}"):
+            attnviz.explain(wrong, model="somewhere")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="example 2 must be a text or a record \\(dict\\), got int"):
+        attnviz.explain([TEXT, 5], model="somewhere")  # type: ignore[list-item]
     with pytest.raises(InputError, match="<argument 2>: field 'text': is empty"):
         attnviz.explain([TEXT, "  "], model=loaded)
 
