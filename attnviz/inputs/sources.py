@@ -161,8 +161,8 @@ def count_records(args: Sequence[str], literal: bool = False, dataset: DatasetSo
     long its split is. ``literal`` as in :class:`InputSpec`.
 
     Raises:
-        InputError: a file or dataset that cannot be opened at all, or an argument :func:`check_arguments` refuses
-            (as reading it would).
+        InputError: a file or dataset that cannot be opened at all, or an argument that names a missing file, a
+            folder no reader takes, or a pipe or device (as reading it would).
     """
     total = len(args) if literal else 0
     for arg in () if literal else args:

@@ -99,7 +99,7 @@ class DatasetAggregate:
         self._add_heads(entry)
         self._add_words(entry)
         self._add_disagreement(entry)
-        self.rows.append(index_row(entry, self.primary))
+        self.rows.append(index_row(entry))
         metrics = entry["metrics"]
         self._row_choices.append(
             {m: (s["top_words"], metrics.get(f"comprehensiveness_margin.{m}")) for m, s in entry["scores"].items()}
@@ -231,20 +231,19 @@ def _most_common(counter: Counter[str]) -> list[list[Any]]:
     return [[w, c] for w, c in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS]]
 
 
-def index_row(entry: Mapping[str, Any], primary: str | None) -> dict[str, Any]:
-    """The few fields the index table and terminal summary show."""
-    scores = entry["scores"].get(primary) if primary else None
-    margin = entry["metrics"].get(f"comprehensiveness_margin.{primary}") if primary else None
+def index_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The few fields the index table and terminal summary show. Top words and margin are the headline method's,
+    known only at the end of the run: :meth:`DatasetAggregate.result` fills them in."""
     return {
         "id": entry["id"],
         "index": entry["index"],
         "page": entry["page"],
         "label": entry["label"],
         "prediction": {k: entry["prediction"][k] for k in ("text", "score", "correct")},
-        "top_words": scores["top_words"] if scores else [],
+        "top_words": [],
         "mean_entropy": entry["mean_entropy"],
         "mean_special_share": entry["mean_special_share"],
-        "comprehensiveness_margin": margin,
+        "comprehensiveness_margin": None,
         "truncated": entry["truncated"],
         "original_length": entry["original_length"],
     }

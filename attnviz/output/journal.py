@@ -20,6 +20,7 @@ from typing import Any
 from attnviz.analysis.pipeline import page_name
 from attnviz.errors import OutputError, UsageError
 from attnviz.output.folder import SPOOL_NAME, STATE_NAME, new_spool, replacing
+from attnviz.output.schema import entry_problem, read_summary, untrusted_json
 from attnviz.output.summary import page_path
 
 
@@ -171,8 +172,6 @@ def _replay(out: Path, state: Mapping[str, Any]) -> tuple[Path, list[dict[str, A
 def _entry(out: Path, name: str, number: int, line: bytes) -> dict[str, Any]:
     """Line ``number`` of the spool: a summary entry as render writes it, or a usage error that says to start
     again."""
-    from attnviz.output.schema import entry_problem, untrusted_json  # jsonschema: loaded only to resume
-
     try:
         entry = untrusted_json(line.decode("utf-8"))
     except UnicodeDecodeError:
@@ -197,8 +196,6 @@ def _page_problem(entry: Mapping[str, Any]) -> str | None:
 
 
 def _from_summary(out: Path) -> tuple[Path, list[dict[str, Any]]]:
-    from attnviz.output.schema import read_summary
-
     path = out / "summary.json"
     if not path.is_file():
         raise UsageError(f"cannot resume in '{out}': its run completed without summary.json; pass --overwrite")
